@@ -1,1 +1,54 @@
-fn main(){}
+//! peergate's entry point: parse, set up logging, run, map to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use peergate::cli::Args;
+use peergate::config::{Config, SystemEnvironment};
+use peergate::run::{self, Exit};
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message is several lines with usage; keep its first
+            // line, which names the offending argument.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("peergate: {first} (see --help)");
+            return ExitCode::from(Exit::Usage.code());
+        }
+    };
+
+    if let Err(e) = run::init_logging(args.log_format, args.log_level.as_deref()) {
+        eprintln!("peergate: {e}");
+        return ExitCode::from(Exit::Usage.code());
+    }
+
+    let config = match Config::build(args, &SystemEnvironment) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(Exit::Usage.code());
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Failure.code());
+        }
+    };
+    let exit = runtime.block_on(run::run(config));
+    ExitCode::from(exit.code())
+}

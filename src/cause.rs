@@ -1,0 +1,61 @@
+//! Why a peer is not reachable (yet). One vocabulary for DNS, probes and the
+//! barrier, used in progress lines and in the final report.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// Not attempted yet.
+    Pending,
+    /// The name does not exist (yet): the pod has not started, or its record
+    /// is not published (`publishNotReadyAddresses`), or a negative cache
+    /// still holds an old answer.
+    NxDomain,
+    /// The name exists but has no address of the families asked for.
+    NoRecords,
+    /// The DNS server answered with an error code such as SERVFAIL.
+    DnsFailure(String),
+    /// No DNS answer within --dns-timeout.
+    DnsTimeout,
+    /// The DNS server could not be reached at all.
+    DnsUnreachable(String),
+    /// Any other resolution error.
+    Dns(String),
+    /// Resolved, but no address answered the probe in time.
+    NoReply,
+    /// The kernel has no route to the address (or an ICMP unreachable came back).
+    NoRoute,
+    /// A TCP connection was refused (barrier: nobody listens yet).
+    Refused,
+    /// Any other probe error.
+    Probe(String),
+    /// Barrier: the peer is up but has not met us, or we have not met it.
+    NotMet(String),
+}
+
+impl Cause {
+    /// Whether a DNS server answered at all: NXDOMAIN and empty answers are
+    /// answers, so the DNS path itself works.
+    pub fn is_dns_answer(&self) -> bool {
+        matches!(self, Cause::NxDomain | Cause::NoRecords)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Pending => f.write_str("not tried yet"),
+            Cause::NxDomain => f.write_str("NXDOMAIN"),
+            Cause::NoRecords => f.write_str("no address records"),
+            Cause::DnsFailure(code) => write!(f, "DNS server failure ({code})"),
+            Cause::DnsTimeout => f.write_str("DNS timeout"),
+            Cause::DnsUnreachable(why) => write!(f, "DNS server unreachable ({why})"),
+            Cause::Dns(why) => write!(f, "DNS error ({why})"),
+            Cause::NoReply => f.write_str("no reply"),
+            Cause::NoRoute => f.write_str("no route"),
+            Cause::Refused => f.write_str("refused"),
+            Cause::Probe(why) => write!(f, "probe error ({why})"),
+            Cause::NotMet(why) => f.write_str(why),
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! Turns parsed arguments plus the pod's environment into a validated
+//! [`Config`]. The pod is seen through [`Environment`], so every rule here is
+//! testable without a pod; [`SystemEnvironment`] is the real one.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{Args, IpFamily, Mode};
+use crate::duration;
+use crate::error::ConfigError;
+use crate::handoff::HostfileFormat;
+use crate::identity::{self, PodHostsInfo, ResolvConf};
+use crate::peers::{self, Peer, Target, Template, TemplateVars};
+
+/// The pod as peergate sees it.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+    fn read_file(&self, path: &Path) -> std::io::Result<String>;
+    fn hostname(&self) -> Option<String>;
+}
+
+/// The real process environment and file system.
+pub struct SystemEnvironment;
+
+impl Environment for SystemEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn hostname(&self) -> Option<String> {
+        // The UTS hostname; /proc is there even in a scratch image. HOSTNAME
+        // is the fallback some runtimes set when /proc is hidden.
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .and_then(|h| identity::clean_hostname(&h))
+            .or_else(|| {
+                std::env::var("HOSTNAME")
+                    .ok()
+                    .and_then(|h| identity::clean_hostname(&h))
+            })
+    }
+}
+
+/// How peers are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Auto,
+    Icmp,
+    Tcp,
+    Dns,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSettings {
+    pub kind: ProbeKind,
+    /// Port for TCP probes (explicit `tcp:PORT`, else `--port`).
+    pub tcp_port: u16,
+    pub timeout: Duration,
+}
+
+/// Address families to ask for and probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    Dual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub ndots: usize,
+    pub timeout: Duration,
+    pub family: Family,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostfileSpec {
+    pub path: PathBuf,
+    pub format: HostfileFormat,
+    pub slots: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BarrierSettings {
+    pub port: u16,
+    pub token: String,
+    /// Identifies the group of pods; part of every hello.
+    pub job: String,
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub peers: Vec<Peer>,
+    pub self_index: Option<u32>,
+    /// This pod's own name as the peers resolve it, when known: the subject
+    /// of the `publishNotReadyAddresses` diagnosis.
+    pub self_target: Option<Target>,
+    pub mode: Mode,
+    pub probe: ProbeSettings,
+    /// `None` when every peer is an IP literal and nothing needs resolving.
+    pub dns: Option<DnsSettings>,
+    pub interval: Duration,
+    pub deadline: Option<Duration>,
+    pub concurrency: usize,
+    pub barrier: Option<BarrierSettings>,
+    pub hostfile: Option<HostfileSpec>,
+    pub command: Vec<OsString>,
+}
+
+/// Largest accepted `--concurrency`: beyond it sockets run out before DNS
+/// or the network do.
+pub const MAX_CONCURRENCY: usize = 4096;
+
+/// Longest default probe timeout; a longer interval keeps this unless
+/// --probe-timeout says otherwise.
+const MAX_DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    duration::parse(text).map_err(|reason| ConfigError::Duration { flag, reason })
+}
+
+fn parse_port(flag: &str, text: &str) -> Result<u16, ConfigError> {
+    match text.trim().parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(ConfigError::Other(format!(
+            "invalid {flag}: `{text}` is not a TCP port (1-65535)"
+        ))),
+    }
+}
+
+fn parse_probe(text: &str, default_port: u16) -> Result<(ProbeKind, u16), ConfigError> {
+    let (kind, port) = match text.trim().split_once(':') {
+        Some(("tcp", port)) => (ProbeKind::Tcp, Some(port)),
+        Some(_) => {
+            return Err(ConfigError::Probe(format!(
+                "`{text}`: only tcp takes a port (tcp:PORT)"
+            )));
+        }
+        None => {
+            let kind = match text.trim() {
+                "auto" => ProbeKind::Auto,
+                "icmp" => ProbeKind::Icmp,
+                "tcp" => ProbeKind::Tcp,
+                "dns" => ProbeKind::Dns,
+                other => {
+                    return Err(ConfigError::Probe(format!(
+                        "`{other}` is not one of auto, icmp, tcp[:PORT], dns"
+                    )));
+                }
+            };
+            (kind, None)
+        }
+    };
+    let port = match port {
+        Some(p) => parse_port("--probe tcp:PORT", p)?,
+        None => default_port,
+    };
+    Ok((kind, port))
+}
+
+/// Reads and parses one of the pod's files, with the path in every error.
+fn read_parsed<T>(
+    env: &dyn Environment,
+    path: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let path = PathBuf::from(path);
+    let text = env
+        .read_file(&path)
+        .map_err(|source| ConfigError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+    parse(&text).map_err(|reason| ConfigError::Malformed { path, reason })
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Validates `args` against the pod seen through `env`.
+    pub fn build(args: Args, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let interval = parse_duration("--interval", &args.interval)?;
+        if interval.is_zero() {
+            return Err(ConfigError::Duration {
+                flag: "--interval",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        let deadline =
+            duration::parse_deadline(&args.timeout).map_err(|reason| ConfigError::Duration {
+                flag: "--timeout",
+                reason,
+            })?;
+        let probe_timeout = match &args.probe_timeout {
+            Some(t) => {
+                let d = parse_duration("--probe-timeout", t)?;
+                if d.is_zero() {
+                    return Err(ConfigError::Duration {
+                        flag: "--probe-timeout",
+                        reason: "must be greater than zero".into(),
+                    });
+                }
+                d
+            }
+            None => interval.min(MAX_DEFAULT_PROBE_TIMEOUT),
+        };
+        let dns_timeout = parse_duration("--dns-timeout", &args.dns_timeout)?;
+        if dns_timeout.is_zero() {
+            return Err(ConfigError::Duration {
+                flag: "--dns-timeout",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        let port = parse_port("--port", &args.port)?;
+        let (probe_kind, tcp_port) = parse_probe(&args.probe, port)?;
+        let concurrency = match args.concurrency.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::Other(format!(
+                    "invalid --concurrency: `{}` is not a number from 1 to {MAX_CONCURRENCY}",
+                    args.concurrency
+                )));
+            }
+        };
+        let hostfile = match non_empty(args.write_hostfile.clone()) {
+            Some(path) => {
+                let format: HostfileFormat = args
+                    .hostfile_format
+                    .parse()
+                    .map_err(|e| ConfigError::Other(format!("invalid --hostfile-format: {e}")))?;
+                let slots = match args.slots.trim().parse::<u32>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(ConfigError::Other(format!(
+                            "invalid --slots: `{}` is not a whole number above 0",
+                            args.slots
+                        )));
+                    }
+                };
+                Some(HostfileSpec {
+                    path: PathBuf::from(path),
+                    format,
+                    slots,
+                })
+            }
+            None => None,
+        };
+
+        let hosts_arg = non_empty(args.hosts.clone());
+        let mut pod = PodView::new(&args, env);
+        let PeerPlan {
+            peers,
+            self_index,
+            self_target,
+            job,
+        } = match hosts_arg {
+            Some(list) => {
+                for (flag, present) in [
+                    ("--peers", args.peers.is_some()),
+                    ("--indices", args.indices.is_some()),
+                    ("--template", args.template.is_some()),
+                ] {
+                    if present {
+                        return Err(ConfigError::Conflict(format!(
+                            "--hosts conflicts with {flag}: give either explicit hosts or an indexed Job"
+                        )));
+                    }
+                }
+                let peers = peers::parse_hosts_list(&list)?;
+                let job = non_empty(args.job.clone()).unwrap_or_else(|| "peergate".into());
+                PeerPlan {
+                    peers,
+                    self_index: pod.optional_index()?,
+                    self_target: None,
+                    job,
+                }
+            }
+            None => Self::indexed(&args, &mut pod)?,
+        };
+
+        let needs_dns = peers.iter().any(|p| matches!(p.target, Target::Name(_)));
+        let dns = if needs_dns {
+            let conf = pod.resolv()?.clone();
+            if conf.nameservers.is_empty() {
+                return Err(ConfigError::Malformed {
+                    path: PathBuf::from(&args.resolv_conf),
+                    reason: "no nameserver line".into(),
+                });
+            }
+            Some(DnsSettings {
+                family: pod.family()?,
+                nameservers: conf.nameservers,
+                search: conf.search,
+                ndots: conf.ndots,
+                timeout: dns_timeout,
+            })
+        } else {
+            None
+        };
+
+        let barrier = match args.mode {
+            Mode::Ping => None,
+            Mode::Barrier => Some(BarrierSettings {
+                port,
+                token: non_empty(args.token.clone()).unwrap_or_default(),
+                job,
+            }),
+        };
+
+        Ok(Config {
+            peers,
+            self_index,
+            self_target,
+            mode: args.mode,
+            probe: ProbeSettings {
+                kind: probe_kind,
+                tcp_port,
+                timeout: probe_timeout,
+            },
+            dns,
+            interval,
+            deadline,
+            concurrency,
+            barrier,
+            hostfile,
+            command: args.command,
+        })
+    }
+
+    /// Peers of an indexed Job: `--peers`/`--indices` with a template.
+    fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> {
+        let count = args
+            .peers
+            .as_deref()
+            .map(peers::parse_peer_count)
+            .transpose()?;
+        let subset = args
+            .indices
+            .as_deref()
+            .map(peers::parse_indices)
+            .transpose()?;
+        let indices: Vec<u32> = match (count, &subset) {
+            (None, None) => {
+                return Err(ConfigError::Conflict(
+                    "no peers given: pass --peers N (the Job's completions), --indices, or --hosts"
+                        .into(),
+                ));
+            }
+            (Some(n), None) => (0..n).collect(),
+            (None, Some(list)) => list.clone(),
+            (Some(n), Some(list)) => {
+                if let Some(bad) = list.iter().find(|&&i| i >= n) {
+                    return Err(ConfigError::Indices(format!(
+                        "index {bad} is not below --peers {n}"
+                    )));
+                }
+                list.clone()
+            }
+        };
+
+        let custom = match non_empty(args.template.clone()) {
+            Some(t) => Some(Template::parse(&t)?),
+            None => None,
+        };
+        let (need_job, need_service) = match &custom {
+            Some(t) => (
+                t.placeholders().any(|p| p == peers::Placeholder::Job),
+                t.placeholders().any(|p| p == peers::Placeholder::Subdomain),
+            ),
+            None => (true, true),
+        };
+        let vars = pod.template_vars(need_job, need_service)?;
+        let template = match custom {
+            Some(t) => t,
+            None => peers::default_template(&vars)?,
+        };
+        let self_index = pod.optional_index()?;
+        if let (Some(i), Some(n)) = (self_index, count)
+            && i >= n
+        {
+            return Err(ConfigError::Index(format!(
+                "this pod's index {i} is not below --peers {n}: --peers is the Job's \
+                 completions count, this pod included"
+            )));
+        }
+        let peers = peers::indexed_peers(&indices, &template, &vars)?;
+        let self_target = match self_index {
+            Some(i) => Some(Target::Name(template.render(i, &vars)?)),
+            None => None,
+        };
+        let job = vars
+            .job
+            .clone()
+            .or_else(|| pod.job().ok())
+            .unwrap_or_else(|| "peergate".into());
+        Ok(PeerPlan {
+            peers,
+            self_index,
+            self_target,
+            job,
+        })
+    }
+}
+
+/// The peers and what they say about this pod.
+struct PeerPlan {
+    peers: Vec<Peer>,
+    self_index: Option<u32>,
+    self_target: Option<Target>,
+    job: String,
+}
+
+/// Lazily derived facts about this pod: files are read only when a value
+/// that needs them is asked for, so standalone use needs no kubelet files.
+struct PodView<'a> {
+    args: &'a Args,
+    env: &'a dyn Environment,
+    hosts_info: Option<Option<PodHostsInfo>>,
+    resolv: Option<ResolvConf>,
+}
+
+impl<'a> PodView<'a> {
+    fn new(args: &'a Args, env: &'a dyn Environment) -> Self {
+        Self {
+            args,
+            env,
+            hosts_info: None,
+            resolv: None,
+        }
+    }
+
+    fn optional_index(&self) -> Result<Option<u32>, ConfigError> {
+        if let Some(text) = non_empty(self.args.index.clone()) {
+            return identity::parse_index("--index", &text).map(Some);
+        }
+        match self.env.var("JOB_COMPLETION_INDEX") {
+            Some(text) => identity::parse_index("JOB_COMPLETION_INDEX", &text).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn index(&self) -> Result<u32, ConfigError> {
+        self.optional_index()?.ok_or(ConfigError::MissingIndex)
+    }
+
+    fn hostname(&self) -> Result<String, ConfigError> {
+        non_empty(self.args.hostname.clone())
+            .or_else(|| self.env.hostname())
+            .ok_or_else(|| ConfigError::Unknown {
+                what: "this pod's hostname",
+                hint: "the kernel reports none; pass --hostname".into(),
+            })
+    }
+
+    fn job(&self) -> Result<String, ConfigError> {
+        if let Some(job) = non_empty(self.args.job.clone()) {
+            return Ok(job);
+        }
+        let index = self.index()?;
+        identity::job_from_hostname(&self.hostname()?, index)
+    }
+
+    /// The kubelet's lines for this pod. `required` makes an unreadable or
+    /// malformed file an error; otherwise it only means "nothing known".
+    fn hosts_info(&mut self, required: bool) -> Result<Option<PodHostsInfo>, ConfigError> {
+        if let Some(info) = &self.hosts_info {
+            return Ok(info.clone());
+        }
+        let hostname = match self.hostname() {
+            Ok(h) => h,
+            Err(e) if required => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        let info = match read_parsed(self.env, &self.args.hosts_file, identity::parse_hosts) {
+            Ok(entries) => identity::pod_hosts_info(&entries, &hostname),
+            Err(e) if required => return Err(e),
+            Err(_) => None,
+        };
+        self.hosts_info = Some(info.clone());
+        Ok(info)
+    }
+
+    fn resolv(&mut self) -> Result<&ResolvConf, ConfigError> {
+        if self.resolv.is_none() {
+            self.resolv = Some(read_parsed(
+                self.env,
+                &self.args.resolv_conf,
+                identity::parse_resolv_conf,
+            )?);
+        }
+        Ok(self.resolv.as_ref().expect("just set"))
+    }
+
+    /// Placeholder values: flags first, then the kubelet hosts line, then
+    /// the resolv.conf search list. Only what the template needs must be
+    /// derivable; other parts stay unknown when their sources are missing.
+    fn template_vars(
+        &mut self,
+        need_job: bool,
+        need_service: bool,
+    ) -> Result<TemplateVars, ConfigError> {
+        let job = if need_job {
+            Some(self.job()?)
+        } else {
+            non_empty(self.args.job.clone())
+        };
+        let mut vars = TemplateVars {
+            job,
+            subdomain: non_empty(self.args.subdomain.clone()),
+            namespace: non_empty(self.args.namespace.clone()),
+            zone: non_empty(self.args.cluster_domain.clone()),
+        };
+        if vars.subdomain.is_none() || vars.namespace.is_none() || vars.zone.is_none() {
+            let required = need_service && vars.subdomain.is_none();
+            if let Some(info) = self.hosts_info(required)? {
+                vars.subdomain = vars.subdomain.or(info.subdomain);
+                vars.namespace = vars.namespace.or(info.namespace);
+                vars.zone = vars.zone.or(info.zone);
+            }
+        }
+        if vars.namespace.is_none() || vars.zone.is_none() {
+            // An unreadable resolv.conf is reported where DNS needs it.
+            if let Some((ns, zone)) = self
+                .resolv()
+                .ok()
+                .and_then(|conf| identity::namespace_zone_from_search(&conf.search))
+            {
+                vars.namespace = vars.namespace.or(Some(ns));
+                vars.zone = vars.zone.or(Some(zone));
+            }
+        }
+        Ok(vars)
+    }
+
+    /// The families to resolve: explicit, or those of the pod's own
+    /// addresses (a single-stack pod cannot reach the other family anyway,
+    /// and asking for it doubles the DNS load).
+    fn family(&mut self) -> Result<Family, ConfigError> {
+        Ok(match self.args.ip_family {
+            IpFamily::Ipv4 => Family::V4,
+            IpFamily::Ipv6 => Family::V6,
+            IpFamily::Dual => Family::Dual,
+            IpFamily::Auto => {
+                let addrs = self.hosts_info(false)?.map(|i| i.addrs).unwrap_or_default();
+                let v4 = addrs.iter().any(IpAddr::is_ipv4);
+                let v6 = addrs.iter().any(IpAddr::is_ipv6);
+                match (v4, v6) {
+                    (true, false) => Family::V4,
+                    (false, true) => Family::V6,
+                    _ => Family::Dual,
+                }
+            }
+        })
+    }
+}

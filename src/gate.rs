@@ -1,0 +1,414 @@
+//! The ping-mode gate: one small state machine per peer, driven by one
+//! scheduler loop.
+//!
+//! Every unreachable peer gets an attempt every `interval`: resolve its name
+//! afresh (a replacement pod has a new address) and probe every address the
+//! answer holds; the peer is reachable as soon as one address answers, and
+//! is never probed again. At most `concurrency` attempts run at once, so a
+//! thousand peers neither exhaust sockets nor flood the DNS server. Only the
+//! attempts in flight exist as tasks; waiting peers are entries in a heap.
+//!
+//! The loop never decides when to give up: the caller runs [`Gate::run`]
+//! under its own deadline and signal handling, drops the future, and reads
+//! the trackers for the report.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tracing::{debug, info, warn};
+
+use crate::cause::Cause;
+use crate::dns::Resolve;
+use crate::duration::human;
+use crate::outcome::{GateOutcome, PeerOutcome};
+use crate::peers::{Peer, Target};
+use crate::probe::Probe;
+
+/// Failed lookups of this pod's own name, with DNS answering, after which
+/// the `publishNotReadyAddresses` diagnosis is logged.
+pub const DIAGNOSE_AFTER: u32 = 5;
+
+/// How many waiting peers a progress line names before "+N more".
+const PROGRESS_NAMES: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A peer the gate waits for.
+    Peer,
+    /// Only this pod's own name, looked up for the diagnosis when the pod is
+    /// not among the peers (e.g. `--indices 0` on a worker).
+    SelfCheck,
+}
+
+/// What one attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutput {
+    /// The addresses the name resolved to (`None` when it did not resolve,
+    /// or the target is an address).
+    pub resolved: Option<Vec<IpAddr>>,
+    /// The answering address and its round-trip time, or why none answered.
+    pub result: Result<(IpAddr, Duration), Cause>,
+}
+
+/// One peer's state.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    pub peer: Peer,
+    role: Role,
+    /// Attempts completed so far.
+    pub attempts: u32,
+    /// Why the last attempt failed; `Pending` before the first.
+    pub last_cause: Cause,
+    /// Addresses from the last successful resolution (kept when a later
+    /// lookup fails, for the report).
+    pub addrs: Vec<IpAddr>,
+    /// The answering address and the time since the gate started.
+    pub reached: Option<(IpAddr, Duration)>,
+}
+
+impl Tracker {
+    fn new(peer: Peer, role: Role) -> Self {
+        let addrs = match &peer.target {
+            Target::Addr(a) => vec![*a],
+            Target::Name(_) => Vec::new(),
+        };
+        Self {
+            peer,
+            role,
+            attempts: 0,
+            last_cause: Cause::Pending,
+            addrs,
+            reached: None,
+        }
+    }
+
+    /// Applies one attempt's output; `elapsed` is the time since the gate
+    /// started. Returns true when this made the peer reachable.
+    pub fn record(&mut self, out: AttemptOutput, elapsed: Duration) -> bool {
+        self.attempts += 1;
+        if let Some(addrs) = out.resolved {
+            self.addrs = addrs;
+        }
+        match out.result {
+            Ok((addr, _rtt)) => {
+                self.reached = Some((addr, elapsed));
+                true
+            }
+            Err(cause) => {
+                self.last_cause = cause;
+                false
+            }
+        }
+    }
+
+    pub fn is_reached(&self) -> bool {
+        self.reached.is_some()
+    }
+}
+
+/// The gate over a resolver `R` and a probe `P`.
+pub struct Gate<R, P> {
+    resolver: Option<Arc<R>>,
+    prober: Arc<P>,
+    interval: Duration,
+    concurrency: usize,
+    start: Instant,
+    trackers: Vec<Tracker>,
+    /// The tracker that stands for this pod's own name, if any.
+    self_tracker: Option<usize>,
+    diagnosed: bool,
+}
+
+impl<R: Resolve, P: Probe> Gate<R, P> {
+    /// `self_target` is this pod's own name; when it is not among `peers`, it
+    /// is looked up on the side (resolution only) for the diagnosis.
+    pub fn new(
+        peers: Vec<Peer>,
+        self_target: Option<Target>,
+        resolver: Option<Arc<R>>,
+        prober: Arc<P>,
+        interval: Duration,
+        concurrency: usize,
+    ) -> Self {
+        let mut trackers: Vec<Tracker> = peers
+            .into_iter()
+            .map(|p| Tracker::new(p, Role::Peer))
+            .collect();
+        let mut self_tracker = None;
+        if let Some(target @ Target::Name(_)) = self_target {
+            self_tracker = trackers.iter().position(|t| t.peer.target == target);
+            if self_tracker.is_none() && resolver.is_some() {
+                trackers.push(Tracker::new(
+                    Peer {
+                        index: None,
+                        target,
+                    },
+                    Role::SelfCheck,
+                ));
+                self_tracker = Some(trackers.len() - 1);
+            }
+        }
+        Self {
+            resolver,
+            prober,
+            interval,
+            concurrency: concurrency.max(1),
+            start: Instant::now(),
+            trackers,
+            self_tracker,
+            diagnosed: false,
+        }
+    }
+
+    /// The peers' trackers, in peer order.
+    pub fn peers(&self) -> impl Iterator<Item = &Tracker> {
+        self.trackers.iter().filter(|t| t.role == Role::Peer)
+    }
+
+    pub fn reachable_count(&self) -> usize {
+        self.peers().filter(|t| t.is_reached()).count()
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers().count()
+    }
+
+    pub fn all_reached(&self) -> bool {
+        self.peers().all(Tracker::is_reached)
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Whether the `publishNotReadyAddresses` warning was given.
+    pub fn diagnosed(&self) -> bool {
+        self.diagnosed
+    }
+
+    /// Runs until every peer is reachable. Cancel-safe: dropping the future
+    /// aborts the attempts in flight and leaves the trackers as they were.
+    pub async fn run(&mut self) {
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..self.trackers.len())
+            .map(|i| Reverse((self.start, i)))
+            .collect();
+        let mut inflight: JoinSet<(usize, Instant, AttemptOutput)> = JoinSet::new();
+        let mut progress = interval_at(self.start + self.interval, self.interval);
+        progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            if self.all_reached() {
+                return;
+            }
+            let now = Instant::now();
+            while inflight.len() < self.concurrency {
+                match due.peek() {
+                    Some(Reverse((at, _))) if *at <= now => {
+                        let Reverse((_, i)) = due.pop().expect("peeked");
+                        self.spawn_attempt(&mut inflight, i, now);
+                    }
+                    _ => break,
+                }
+            }
+            let next_due = if inflight.len() < self.concurrency {
+                due.peek().map(|Reverse((at, _))| *at)
+            } else {
+                None
+            };
+
+            tokio::select! {
+                joined = inflight.join_next(), if !inflight.is_empty() => {
+                    let (i, started, out) = joined
+                        .expect("guarded by is_empty")
+                        .expect("attempt tasks do not panic");
+                    if self.apply(i, out) {
+                        due.push(Reverse((started + self.interval, i)));
+                    }
+                }
+                _ = sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
+                _ = progress.tick() => self.log_progress(),
+            }
+        }
+    }
+
+    fn spawn_attempt(
+        &self,
+        inflight: &mut JoinSet<(usize, Instant, AttemptOutput)>,
+        i: usize,
+        now: Instant,
+    ) {
+        let target = self.trackers[i].peer.target.clone();
+        let resolve_only = self.trackers[i].role == Role::SelfCheck;
+        let resolver = self.resolver.clone();
+        let prober = Arc::clone(&self.prober);
+        inflight.spawn(async move {
+            let out = attempt(target, resolver, prober, resolve_only).await;
+            (i, now, out)
+        });
+    }
+
+    /// Records an attempt; returns whether tracker `i` needs another one.
+    fn apply(&mut self, i: usize, out: AttemptOutput) -> bool {
+        let elapsed = self.start.elapsed();
+        let tracker = &mut self.trackers[i];
+        let reached = tracker.record(out, elapsed);
+        if reached {
+            if tracker.role == Role::Peer {
+                let (addr, after) = tracker.reached.expect("just reached");
+                info!(
+                    peer = %tracker.peer,
+                    addr = %addr,
+                    after = %human(after),
+                    attempts = tracker.attempts,
+                    "peer reachable"
+                );
+            }
+            return false;
+        }
+        debug!(peer = %tracker.peer, cause = %tracker.last_cause, attempt = tracker.attempts, "attempt failed");
+        let is_self = self.self_tracker == Some(i);
+        if is_self && !self.diagnosed {
+            let tracker = &self.trackers[i];
+            if tracker.attempts >= DIAGNOSE_AFTER && tracker.last_cause.is_dns_answer() {
+                self.diagnosed = true;
+                warn!(
+                    name = %tracker.peer,
+                    attempts = tracker.attempts,
+                    cause = %tracker.last_cause,
+                    "this pod's own name does not resolve although DNS answers: check that the \
+                     headless Service sets `publishNotReadyAddresses: true` (needed while pods \
+                     run init containers), that the pod template's `subdomain` equals the \
+                     Service name, and that the Service selector matches the Job's pods"
+                );
+                if self.trackers[i].role == Role::SelfCheck {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The progress line: `2/3 reachable; waiting on a: NXDOMAIN`.
+    pub fn progress_line(&self) -> String {
+        let waiting: Vec<&Tracker> = self.peers().filter(|t| !t.is_reached()).collect();
+        let mut line = format!("{}/{} reachable", self.reachable_count(), self.peer_count());
+        if !waiting.is_empty() {
+            let named: Vec<String> = waiting
+                .iter()
+                .take(PROGRESS_NAMES)
+                .map(|t| format!("{}: {}", t.peer, t.last_cause))
+                .collect();
+            line.push_str("; waiting on ");
+            line.push_str(&named.join(", "));
+            if waiting.len() > PROGRESS_NAMES {
+                line.push_str(&format!(" (+{} more)", waiting.len() - PROGRESS_NAMES));
+            }
+        }
+        line
+    }
+
+    fn log_progress(&self) {
+        info!(
+            reachable = self.reachable_count(),
+            peers = self.peer_count(),
+            "{}",
+            self.progress_line()
+        );
+    }
+
+    /// What the gate knows now, in peer order.
+    pub fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
+        GateOutcome {
+            self_index,
+            peers: self
+                .peers()
+                .map(|t| PeerOutcome {
+                    index: t.peer.index,
+                    name: t.peer.display_name(),
+                    addrs: t.addrs.clone(),
+                    reachable_via: t.reached.map(|(a, _)| a),
+                    elapsed: t.reached.map(|(_, d)| d),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One attempt: resolve (unless the target is an address), then probe every
+/// address concurrently; the first that answers wins.
+pub async fn attempt<R: Resolve, P: Probe>(
+    target: Target,
+    resolver: Option<Arc<R>>,
+    prober: Arc<P>,
+    resolve_only: bool,
+) -> AttemptOutput {
+    let (addrs, resolved) = match target {
+        Target::Addr(a) => (vec![a], None),
+        Target::Name(name) => {
+            let Some(resolver) = resolver else {
+                return AttemptOutput {
+                    resolved: None,
+                    result: Err(Cause::Dns("no resolver configured".into())),
+                };
+            };
+            match resolver.resolve(&name).await {
+                Ok(addrs) => (addrs.clone(), Some(addrs)),
+                Err(cause) => {
+                    return AttemptOutput {
+                        resolved: None,
+                        result: Err(cause),
+                    };
+                }
+            }
+        }
+    };
+    if resolve_only {
+        let result = addrs
+            .first()
+            .map(|a| (*a, Duration::ZERO))
+            .ok_or(Cause::NoRecords);
+        return AttemptOutput { result, resolved };
+    }
+    let result = probe_any(&addrs, prober).await;
+    AttemptOutput { resolved, result }
+}
+
+/// Probes all `addrs` at once and returns the first that answers. When none
+/// does, "no reply" wins over other errors: silence from one address says
+/// more about a pod that is still starting than an error from another.
+async fn probe_any<P: Probe>(
+    addrs: &[IpAddr],
+    prober: Arc<P>,
+) -> Result<(IpAddr, Duration), Cause> {
+    match addrs {
+        [] => return Err(Cause::NoRecords),
+        [only] => return prober.probe(*only).await.map(|rtt| (*only, rtt)),
+        _ => {}
+    }
+    let mut probes = JoinSet::new();
+    for &addr in addrs {
+        let prober = Arc::clone(&prober);
+        probes.spawn(async move { (addr, prober.probe(addr).await) });
+    }
+    let mut saw_no_reply = false;
+    let mut first_error = None;
+    while let Some(joined) = probes.join_next().await {
+        let (addr, result) = joined.expect("probe tasks do not panic");
+        match result {
+            Ok(rtt) => return Ok((addr, rtt)),
+            Err(Cause::NoReply) => saw_no_reply = true,
+            Err(other) => {
+                first_error.get_or_insert(other);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if !saw_no_reply => Err(e),
+        _ => Err(Cause::NoReply),
+    }
+}

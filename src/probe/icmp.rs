@@ -1,0 +1,113 @@
+//! ICMP echo through surge-ping: one client (socket) per address family,
+//! an unprivileged DGRAM socket first and RAW when that is not permitted.
+//! On DGRAM sockets the kernel rewrites the echo identifier, so replies are
+//! matched on (address, sequence): one sequence counter for the whole
+//! process keeps concurrent pings to one address from colliding.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+
+use super::{Probe, io_cause};
+use crate::cause::Cause;
+
+pub struct IcmpProber {
+    v4: Option<Client>,
+    v6: Option<Client>,
+    kind: &'static str,
+    timeout: Duration,
+    ident: u16,
+    seq: AtomicU16,
+}
+
+const PAYLOAD: &[u8] = b"peergate";
+
+fn open_client(kind: ICMP) -> io::Result<(Client, &'static str)> {
+    let config = Config::builder()
+        .kind(kind)
+        .sock_type_hint(socket2::Type::DGRAM)
+        .build();
+    let client = Client::new(&config)?;
+    let label = if client.get_socket().get_type() == socket2::Type::DGRAM {
+        "unprivileged DGRAM socket"
+    } else {
+        "RAW socket"
+    };
+    Ok((client, label))
+}
+
+impl IcmpProber {
+    /// Opens the IPv4 and IPv6 clients. Fails when neither can be opened,
+    /// with a message that names the fix.
+    pub fn open(timeout: Duration) -> Result<Self, String> {
+        let v4 = open_client(ICMP::V4);
+        let v6 = open_client(ICMP::V6);
+        let kind = match (&v4, &v6) {
+            (Ok((_, k)), _) | (Err(_), Ok((_, k))) => *k,
+            (Err(e), Err(_)) => return Err(explain(e)),
+        };
+        Ok(Self {
+            v4: v4.ok().map(|(c, _)| c),
+            v6: v6.ok().map(|(c, _)| c),
+            kind,
+            timeout,
+            ident: (std::process::id() & 0xffff) as u16,
+            seq: AtomicU16::new(0),
+        })
+    }
+
+    pub fn socket_kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+fn explain(err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::PermissionDenied
+        || matches!(err.raw_os_error(), Some(1) | Some(13))
+    {
+        let gid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Gid:"))
+                    .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            })
+            .unwrap_or_else(|| "?".into());
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+            .map(|r| r.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into());
+        format!(
+            "ICMP socket not permitted (permission denied): no CAP_NET_RAW, and \
+             net.ipv4.ping_group_range \"{range}\" does not include gid {gid}; set the pod sysctl \
+             net.ipv4.ping_group_range=\"0 2147483647\""
+        )
+    } else {
+        format!("cannot open an ICMP socket: {err}")
+    }
+}
+
+impl Probe for IcmpProber {
+    async fn probe(&self, addr: IpAddr) -> Result<Duration, Cause> {
+        let client = match addr {
+            IpAddr::V4(_) => self.v4.as_ref(),
+            IpAddr::V6(_) => self.v6.as_ref(),
+        };
+        let Some(client) = client else {
+            return Err(Cause::Probe(format!(
+                "no ICMP socket for {addr}'s address family"
+            )));
+        };
+        let seq = PingSequence(self.seq.fetch_add(1, Ordering::Relaxed));
+        let mut pinger = client.pinger(addr, PingIdentifier(self.ident)).await;
+        pinger.timeout(self.timeout);
+        match pinger.ping(seq, PAYLOAD).await {
+            Ok((_, rtt)) => Ok(rtt),
+            Err(SurgeError::Timeout { .. }) => Err(Cause::NoReply),
+            Err(SurgeError::IOError(e)) => Err(io_cause(&e)),
+            Err(e) => Err(Cause::Probe(e.to_string())),
+        }
+    }
+}
