@@ -369,6 +369,15 @@ impl Config {
             }
         };
 
+        let self_index = pod.optional_index()?;
+        if let (Some(i), Some(n)) = (self_index, count)
+            && i >= n
+        {
+            return Err(ConfigError::Index(format!(
+                "this pod's index {i} is not below --peers {n}: --peers is the Job's \
+                 completions count, this pod included"
+            )));
+        }
         let custom = match non_empty(args.template.clone()) {
             Some(t) => Some(Template::parse(&t)?),
             None => None,
@@ -385,15 +394,6 @@ impl Config {
             Some(t) => t,
             None => peers::default_template(&vars)?,
         };
-        let self_index = pod.optional_index()?;
-        if let (Some(i), Some(n)) = (self_index, count)
-            && i >= n
-        {
-            return Err(ConfigError::Index(format!(
-                "this pod's index {i} is not below --peers {n}: --peers is the Job's \
-                 completions count, this pod included"
-            )));
-        }
         let peers = peers::indexed_peers(&indices, &template, &vars)?;
         let self_target = match self_index {
             Some(i) => Some(Target::Name(template.render(i, &vars)?)),
@@ -562,5 +562,212 @@ impl<'a> PodView<'a> {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use clap::Parser;
+
+    use super::*;
+
+    struct FakePod {
+        vars: HashMap<&'static str, &'static str>,
+        files: HashMap<&'static str, &'static str>,
+        hostname: Option<&'static str>,
+    }
+
+    impl Environment for FakePod {
+        fn var(&self, name: &str) -> Option<String> {
+            self.vars.get(name).map(|v| v.to_string())
+        }
+        fn read_file(&self, path: &Path) -> std::io::Result<String> {
+            self.files
+                .get(path.to_str().unwrap())
+                .map(|t| t.to_string())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+        fn hostname(&self) -> Option<String> {
+            self.hostname.map(str::to_owned)
+        }
+    }
+
+    const HOSTS: &str = "127.0.0.1\tlocalhost\n\
+        10.244.2.9\texample-job-2.headless-svc.team-a.svc.k8s.local\texample-job-2\n";
+    const RESOLV: &str = "search team-a.svc.k8s.local svc.k8s.local k8s.local\n\
+        nameserver 10.96.0.10\noptions ndots:5\n";
+
+    fn pod(hosts: &'static str) -> FakePod {
+        FakePod {
+            vars: HashMap::from([("JOB_COMPLETION_INDEX", "2")]),
+            files: HashMap::from([("/etc/hosts", hosts), ("/etc/resolv.conf", RESOLV)]),
+            hostname: Some("example-job-2"),
+        }
+    }
+
+    fn build(env: &FakePod, args: &[&str]) -> Result<Config, ConfigError> {
+        let args = Args::try_parse_from(std::iter::once("peergate").chain(args.iter().copied()))
+            .expect("valid arguments");
+        Config::build(args, env)
+    }
+
+    fn names(config: &Config) -> Vec<String> {
+        config.peers.iter().map(|p| p.display_name()).collect()
+    }
+
+    #[test]
+    fn zero_configuration_in_an_indexed_job_pod() {
+        let config = build(&pod(HOSTS), &["--peers", "3"]).unwrap();
+        assert_eq!(
+            config.peers[0].target,
+            Target::Name("example-job-0.headless-svc.team-a.svc.k8s.local.".into())
+        );
+        assert_eq!(config.peers.len(), 3);
+        assert_eq!(config.self_index, Some(2));
+        assert_eq!(config.self_target, Some(config.peers[2].target.clone()));
+        let dns = config.dns.unwrap();
+        assert_eq!(dns.family, Family::V4, "single-stack pod: A records only");
+        assert_eq!(dns.ndots, 5);
+        assert_eq!(config.interval, Duration::from_secs(1));
+        assert_eq!(config.deadline, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn flags_override_what_the_pod_files_say() {
+        let config = build(
+            &pod(HOSTS),
+            &[
+                "--peers",
+                "3",
+                "--indices",
+                "0-1",
+                "--job",
+                "other",
+                "--subdomain",
+                "svc2",
+                "--namespace",
+                "ns2",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            names(&config),
+            [
+                "other-0.svc2.ns2.svc.k8s.local",
+                "other-1.svc2.ns2.svc.k8s.local"
+            ]
+        );
+        // --job given: the index is still known, but this pod is not among the peers.
+        assert_eq!(config.self_index, Some(2));
+    }
+
+    #[test]
+    fn namespace_and_zone_fall_back_to_the_search_list() {
+        // A hosts line without a service FQDN: --subdomain names the Service,
+        // resolv.conf's first search entry gives namespace and zone.
+        let p = pod("127.0.0.1 localhost\n10.244.2.9 example-job-2\n");
+        let config = build(
+            &p,
+            &["--peers", "3", "--indices", "0", "--subdomain", "workers"],
+        )
+        .unwrap();
+        assert_eq!(
+            names(&config),
+            ["example-job-0.workers.team-a.svc.k8s.local"]
+        );
+    }
+
+    #[test]
+    fn relative_names_when_the_zone_is_unknown() {
+        let mut p = pod("127.0.0.1 localhost\n");
+        p.files.insert("/etc/resolv.conf", "nameserver 10.0.0.2\n");
+        let config = build(
+            &p,
+            &[
+                "--peers",
+                "3",
+                "--indices",
+                "0-1",
+                "--subdomain",
+                "headless-svc",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            names(&config),
+            ["example-job-0.headless-svc", "example-job-1.headless-svc"]
+        );
+    }
+
+    #[test]
+    fn dual_stack_pods_ask_for_both_families() {
+        let hosts = "10.244.2.9\texample-job-2.headless-svc.team-a.svc.k8s.local\texample-job-2\n\
+            fd00::9\texample-job-2.headless-svc.team-a.svc.k8s.local\texample-job-2\n";
+        let config = build(&pod(hosts), &["--peers", "3"]).unwrap();
+        assert_eq!(config.dns.unwrap().family, Family::Dual);
+        let config = build(&pod(hosts), &["--peers", "3", "--ip-family", "ipv6"]).unwrap();
+        assert_eq!(config.dns.unwrap().family, Family::V6);
+    }
+
+    #[test]
+    fn indices_and_custom_templates() {
+        let config = build(&pod(HOSTS), &["--peers", "8", "--indices", "0,6-7"]).unwrap();
+        assert_eq!(
+            config
+                .peers
+                .iter()
+                .map(|p| p.index.unwrap())
+                .collect::<Vec<_>>(),
+            [0, 6, 7]
+        );
+        let config = build(
+            &pod(HOSTS),
+            &["--indices", "0-1", "--template", "js-w-0-{index}.js"],
+        )
+        .unwrap();
+        assert_eq!(names(&config), ["js-w-0-0.js", "js-w-0-1.js"]);
+    }
+
+    #[test]
+    fn standalone_hosts_need_no_pod_files() {
+        let p = FakePod {
+            vars: HashMap::new(),
+            files: HashMap::new(),
+            hostname: None,
+        };
+        let config = build(&p, &["--hosts", "10.0.0.1,fd00::2"]).unwrap();
+        assert!(config.dns.is_none(), "IP literals need no resolver");
+        assert_eq!(config.self_index, None);
+        let err = build(&p, &["--hosts", "a.example"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read /etc/resolv.conf"), "{err}");
+    }
+
+    #[test]
+    fn probe_settings() {
+        let c = build(&pod(HOSTS), &["--peers", "3", "--probe", "tcp:8080"]).unwrap();
+        assert_eq!((c.probe.kind, c.probe.tcp_port), (ProbeKind::Tcp, 8080));
+        let c = build(
+            &pod(HOSTS),
+            &["--peers", "3", "--probe", "tcp", "--port", "9000"],
+        )
+        .unwrap();
+        assert_eq!(c.probe.tcp_port, 9000);
+        let c = build(&pod(HOSTS), &["--peers", "3", "--interval", "5s"]).unwrap();
+        assert_eq!(
+            c.probe.timeout,
+            Duration::from_secs(2),
+            "default probe timeout is capped"
+        );
+        let c = build(
+            &pod(HOSTS),
+            &["--peers", "3", "--interval", "300ms", "--timeout", "never"],
+        )
+        .unwrap();
+        assert_eq!(c.probe.timeout, Duration::from_millis(300));
+        assert_eq!(c.deadline, None);
     }
 }

@@ -412,3 +412,308 @@ async fn probe_any<P: Probe>(
         _ => Err(Cause::NoReply),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Names appear in DNS at given times after the test starts, optionally
+    /// with different addresses later (a replacement pod).
+    struct FakeDns {
+        start: Instant,
+        /// name -> [(from, addrs)], ordered by `from`.
+        records: HashMap<String, Vec<(Duration, Vec<IpAddr>)>>,
+        queries: AtomicUsize,
+    }
+
+    impl FakeDns {
+        fn new(records: &[(&str, Duration, &str)]) -> Self {
+            let mut map: HashMap<String, Vec<(Duration, Vec<IpAddr>)>> = HashMap::new();
+            for (name, from, addrs) in records {
+                let addrs = addrs.split(',').map(|a| a.parse().unwrap()).collect();
+                map.entry(name.to_string())
+                    .or_default()
+                    .push((*from, addrs));
+            }
+            Self {
+                start: Instant::now(),
+                records: map,
+                queries: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Resolve for FakeDns {
+        async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, Cause> {
+            self.queries.fetch_add(1, Ordering::Relaxed);
+            let now = self.start.elapsed();
+            self.records
+                .get(name)
+                .and_then(|versions| versions.iter().rev().find(|(from, _)| *from <= now))
+                .map(|(_, addrs)| addrs.clone())
+                .ok_or(Cause::NxDomain)
+        }
+    }
+
+    /// Addresses answer from given times on; counts probes per address and
+    /// the most probes ever in flight.
+    struct FakeProbe {
+        start: Instant,
+        up_from: HashMap<IpAddr, Duration>,
+        latency: Duration,
+        probes: Mutex<HashMap<IpAddr, usize>>,
+        inflight: AtomicUsize,
+        max_inflight: AtomicUsize,
+    }
+
+    impl FakeProbe {
+        fn new(up: &[(&str, Duration)], latency: Duration) -> Self {
+            Self {
+                start: Instant::now(),
+                up_from: up.iter().map(|(a, d)| (a.parse().unwrap(), *d)).collect(),
+                latency,
+                probes: Mutex::new(HashMap::new()),
+                inflight: AtomicUsize::new(0),
+                max_inflight: AtomicUsize::new(0),
+            }
+        }
+
+        fn count(&self, addr: &str) -> usize {
+            let addr: IpAddr = addr.parse().unwrap();
+            self.probes.lock().unwrap().get(&addr).copied().unwrap_or(0)
+        }
+    }
+
+    impl Probe for FakeProbe {
+        async fn probe(&self, addr: IpAddr) -> Result<Duration, Cause> {
+            *self.probes.lock().unwrap().entry(addr).or_default() += 1;
+            let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_inflight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.latency).await;
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            match self.up_from.get(&addr) {
+                Some(from) if self.start.elapsed() >= *from => Ok(self.latency),
+                _ => Err(Cause::NoReply),
+            }
+        }
+    }
+
+    fn named(i: u32) -> Peer {
+        Peer {
+            index: Some(i),
+            target: Target::Name(format!("job-{i}.svc.")),
+        }
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_appears_at_t_is_reached_by_t_plus_interval() {
+        for appear_ms in [0u64, 1, 999, 1000, 2300, 4999] {
+            let appear = Duration::from_millis(appear_ms);
+            let dns = Arc::new(FakeDns::new(&[
+                ("job-0.svc.", Duration::ZERO, "10.0.0.1"),
+                ("job-1.svc.", appear, "10.0.0.2"),
+            ]));
+            let probe = Arc::new(FakeProbe::new(
+                &[("10.0.0.1", Duration::ZERO), ("10.0.0.2", Duration::ZERO)],
+                Duration::ZERO,
+            ));
+            let mut gate = Gate::new(vec![named(0), named(1)], None, Some(dns), probe, SEC, 8);
+            gate.run().await;
+            let late = gate.peers().nth(1).unwrap();
+            let (_, after) = late.reached.unwrap();
+            assert!(
+                after >= appear,
+                "reached before it existed: {after:?} < {appear:?}"
+            );
+            assert!(
+                after <= appear + SEC,
+                "appeared at {appear:?}, reached at {after:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reachable_peers_are_not_probed_again() {
+        let dns = Arc::new(FakeDns::new(&[
+            ("job-0.svc.", Duration::ZERO, "10.0.0.1"),
+            ("job-1.svc.", Duration::from_secs(5), "10.0.0.2"),
+        ]));
+        let probe = Arc::new(FakeProbe::new(
+            &[("10.0.0.1", Duration::ZERO), ("10.0.0.2", Duration::ZERO)],
+            Duration::from_millis(3),
+        ));
+        let mut gate = Gate::new(
+            vec![named(0), named(1)],
+            None,
+            Some(Arc::clone(&dns)),
+            Arc::clone(&probe),
+            SEC,
+            8,
+        );
+        gate.run().await;
+        assert_eq!(probe.count("10.0.0.1"), 1);
+        assert_eq!(probe.count("10.0.0.2"), 1);
+        // One query per attempt: job-0 once, job-1 at 0,1,2,3,4,5 s.
+        assert_eq!(dns.queries.load(Ordering::Relaxed), 7);
+        assert_eq!(gate.peers().nth(1).unwrap().attempts, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replacement_pod_is_found_at_its_new_address() {
+        // job-1 first resolves to an address that never answers (the old
+        // pod), then to the replacement's address.
+        let dns = Arc::new(FakeDns::new(&[
+            ("job-1.svc.", Duration::ZERO, "10.0.0.9"),
+            ("job-1.svc.", Duration::from_millis(2500), "10.0.0.2"),
+        ]));
+        let probe = Arc::new(FakeProbe::new(
+            &[("10.0.0.2", Duration::ZERO)],
+            Duration::ZERO,
+        ));
+        let mut gate = Gate::new(vec![named(1)], None, Some(dns), Arc::clone(&probe), SEC, 8);
+        gate.run().await;
+        let t = gate.peers().next().unwrap();
+        assert_eq!(t.reached.unwrap().0, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert!(t.reached.unwrap().1 <= Duration::from_millis(3500));
+        assert_eq!(probe.count("10.0.0.9"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_answering_address_makes_the_peer_reachable() {
+        let dns = Arc::new(FakeDns::new(&[(
+            "job-0.svc.",
+            Duration::ZERO,
+            "10.0.0.1,fd00::1",
+        )]));
+        let probe = Arc::new(FakeProbe::new(
+            &[("fd00::1", Duration::ZERO)],
+            Duration::ZERO,
+        ));
+        let mut gate = Gate::new(vec![named(0)], None, Some(dns), probe, SEC, 8);
+        gate.run().await;
+        let t = gate.peers().next().unwrap();
+        assert_eq!(t.reached.unwrap().0, "fd00::1".parse::<IpAddr>().unwrap());
+        assert_eq!(t.addrs.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_attempts_stay_within_the_concurrency_bound() {
+        let peers: Vec<Peer> = (0..1000u32)
+            .map(|i| Peer {
+                index: Some(i),
+                target: Target::Addr(IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])),
+            })
+            .collect();
+        let up: Vec<(String, Duration)> = (0..1000u32)
+            .map(|i| (format!("10.1.{}.{}", i / 256, i % 256), Duration::ZERO))
+            .collect();
+        let up_refs: Vec<(&str, Duration)> = up.iter().map(|(a, d)| (a.as_str(), *d)).collect();
+        let probe = Arc::new(FakeProbe::new(&up_refs, Duration::from_millis(10)));
+        let mut gate: Gate<FakeDns, FakeProbe> =
+            Gate::new(peers, None, None, Arc::clone(&probe), SEC, 64);
+        gate.run().await;
+        assert!(gate.all_reached());
+        assert_eq!(probe.max_inflight.load(Ordering::SeqCst), 64);
+        // 1000 peers, 64 at a time, 10 ms each: 16 rounds.
+        assert!(
+            gate.elapsed() <= Duration::from_millis(170),
+            "{:?}",
+            gate.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_and_causes_while_waiting() {
+        let dns = Arc::new(FakeDns::new(&[("job-0.svc.", Duration::ZERO, "10.0.0.1")]));
+        let probe = Arc::new(FakeProbe::new(&[], Duration::ZERO));
+        let mut gate = Gate::new(vec![named(0), named(1)], None, Some(dns), probe, SEC, 8);
+        let _ = tokio::time::timeout(Duration::from_millis(2500), gate.run()).await;
+        assert_eq!(
+            gate.progress_line(),
+            "0/2 reachable; waiting on job-0.svc: no reply, job-1.svc: NXDOMAIN"
+        );
+        let t0 = gate.peers().next().unwrap();
+        assert_eq!(t0.attempts, 3);
+        assert_eq!(t0.addrs, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn own_name_missing_from_dns_is_diagnosed() {
+        let dns = Arc::new(FakeDns::new(&[("job-1.svc.", Duration::ZERO, "10.0.0.2")]));
+        let probe = Arc::new(FakeProbe::new(
+            &[("10.0.0.2", Duration::ZERO)],
+            Duration::ZERO,
+        ));
+        // This pod is job-0, which never resolves; it waits only for job-1
+        // (as with --indices), so its name is looked up on the side.
+        let mut gate = Gate::new(
+            vec![named(1)],
+            Some(named(0).target),
+            Some(Arc::clone(&dns)),
+            probe,
+            SEC,
+            8,
+        );
+        let run = tokio::time::timeout(Duration::from_secs(3), gate.run()).await;
+        assert!(run.is_ok(), "the side lookup must not hold the gate");
+        assert!(
+            !gate.diagnosed(),
+            "3 s is fewer than {DIAGNOSE_AFTER} attempts"
+        );
+
+        let dns = Arc::new(FakeDns::new(&[]));
+        let probe = Arc::new(FakeProbe::new(&[], Duration::ZERO));
+        let mut gate = Gate::new(
+            vec![named(0), named(1)],
+            Some(named(0).target),
+            Some(dns),
+            probe,
+            SEC,
+            8,
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(4500), gate.run()).await;
+        assert!(gate.diagnosed(), "5 NXDOMAIN answers for our own name");
+    }
+
+    #[test]
+    fn tracker_keeps_addresses_and_cause() {
+        let mut t = Tracker::new(named(0), Role::Peer);
+        assert_eq!(t.last_cause, Cause::Pending);
+        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(!t.record(
+            AttemptOutput {
+                resolved: Some(vec![addr]),
+                result: Err(Cause::NoReply)
+            },
+            SEC
+        ));
+        assert!(!t.record(
+            AttemptOutput {
+                resolved: None,
+                result: Err(Cause::NxDomain)
+            },
+            SEC
+        ));
+        assert_eq!(
+            t.addrs,
+            vec![addr],
+            "a failed lookup keeps the last addresses"
+        );
+        assert_eq!(t.last_cause, Cause::NxDomain);
+        assert!(t.record(
+            AttemptOutput {
+                resolved: Some(vec![addr]),
+                result: Ok((addr, Duration::ZERO))
+            },
+            3 * SEC
+        ));
+        assert_eq!(t.reached, Some((addr, 3 * SEC)));
+        assert_eq!(t.attempts, 3);
+    }
+}

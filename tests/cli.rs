@@ -1,0 +1,301 @@
+//! The command line as users meet it: every bad input exits 2 with one line
+//! naming the cause, flags and `PEERGATE_*` variables are interchangeable,
+//! and standalone use on loopback works end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_peergate");
+
+/// A scratch directory with kubelet-style files, removed on drop.
+struct Pod {
+    dir: PathBuf,
+}
+
+impl Pod {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("peergate-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts"),
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n\
+             10.244.0.7\texample-job-1.headless-svc.default.svc.cluster.local\texample-job-1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("resolv.conf"),
+            "search default.svc.cluster.local svc.cluster.local cluster.local\n\
+             nameserver 127.0.0.1\noptions ndots:5\n",
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.path(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// peergate with a clean environment, this pod's files, `env` and `args`.
+    fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PEERGATE_HOSTNAME", "example-job-1")
+            .env("PEERGATE_HOSTS_FILE", self.path("hosts"))
+            .env("PEERGATE_RESOLV_CONF", self.path("resolv.conf"))
+            .env("PEERGATE_TIMEOUT", "5s");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().expect("run peergate")
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Exit 2, exactly one line, containing `needle`, no panic.
+fn assert_usage_error(out: &Output, needle: &str, case: &str) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{case}: expected exit 2, stderr:\n{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{case}: expected one line, got:\n{err}");
+    assert!(
+        err.contains(needle),
+        "{case}: expected `{needle}` in:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{case}: panic:\n{err}");
+}
+
+/// (case, environment, arguments, expected text)
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+
+#[test]
+fn bad_inputs_exit_2_with_one_precise_line() {
+    let pod = Pod::new("bad");
+    let bad_hosts = pod.write("bad-hosts", "this is not a hosts file\n");
+    let bad_resolv = pod.write("bad-resolv", "nameserver dns.example\n");
+    let bad_hosts = bad_hosts.to_str().unwrap();
+    let bad_resolv = bad_resolv.to_str().unwrap();
+    let idx1 = ("JOB_COMPLETION_INDEX", "1");
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("missing index", vec![], vec!["--peers", "3"], "JOB_COMPLETION_INDEX is not set"),
+        ("non-numeric index", vec![("JOB_COMPLETION_INDEX", "one")], vec!["--peers", "3"], "is not a number"),
+        ("negative index", vec![("JOB_COMPLETION_INDEX", "-1")], vec!["--peers", "3"], "negative"),
+        ("index beyond peers", vec![("JOB_COMPLETION_INDEX", "3")], vec!["--peers", "3", "--hostname", "example-job-3"], "index 3 is not below --peers 3"),
+        ("hostname without index", vec![("JOB_COMPLETION_INDEX", "2")], vec!["--peers", "3"], "does not end in `-2`"),
+        ("zero peers", vec![idx1], vec!["--peers", "0"], "0 peers"),
+        ("too many peers", vec![idx1], vec!["--peers", "100001"], "maximum of 100000"),
+        ("non-numeric peers", vec![idx1], vec!["--peers", "three"], "invalid --peers"),
+        ("malformed indices", vec![idx1], vec!["--indices", "1-"], "invalid --indices"),
+        ("backwards indices", vec![idx1], vec!["--indices", "3-1"], "runs backwards"),
+        ("indices beyond peers", vec![idx1], vec!["--peers", "3", "--indices", "0,5"], "index 5 is not below --peers 3"),
+        ("unknown placeholder", vec![idx1], vec!["--peers", "3", "--template", "{job}-{idx}"], "unknown placeholder `{idx}`"),
+        ("unterminated placeholder", vec![idx1], vec!["--peers", "3", "--template", "{job}-{index"], "unterminated placeholder"),
+        ("template gives a bad name", vec![idx1], vec!["--peers", "3", "--template", "{job}..{index}"], "empty label"),
+        ("template gives a bad char", vec![idx1], vec!["--peers", "3", "--template", "{job} {index}"], "contains ` `"),
+        ("empty hosts entry", vec![], vec!["--hosts", "10.0.0.1,,10.0.0.2"], "entry 2"),
+        ("bad interval", vec![], vec!["--hosts", "127.0.0.1", "--interval", "1x"], "invalid --interval"),
+        ("zero interval", vec![], vec!["--hosts", "127.0.0.1", "--interval", "0s"], "greater than zero"),
+        ("bad timeout", vec![], vec!["--hosts", "127.0.0.1", "--timeout", "soon"], "invalid --timeout"),
+        ("negative timeout", vec![], vec!["--hosts", "127.0.0.1", "--timeout=-3s"], "invalid --timeout"),
+        ("unreadable hosts file", vec![idx1], vec!["--peers", "3", "--hosts-file", "/nonexistent/hosts"], "cannot read /nonexistent/hosts"),
+        ("malformed hosts file", vec![idx1], vec!["--peers", "3", "--hosts-file", bad_hosts], "malformed"),
+        ("unreadable resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", "/nonexistent/resolv.conf"], "cannot read /nonexistent/resolv.conf"),
+        ("malformed resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", bad_resolv], "is not an IP address"),
+        ("hosts with peers", vec![idx1], vec!["--hosts", "a.example", "--peers", "3"], "--hosts conflicts with --peers"),
+        ("hosts with template", vec![], vec!["--hosts", "a.example", "--template", "x-{index}"], "--hosts conflicts with --template"),
+        ("no peers at all", vec![idx1], vec![], "no peers given"),
+        ("unknown probe", vec![], vec!["--hosts", "127.0.0.1", "--probe", "udp"], "invalid --probe"),
+        ("bad tcp port", vec![], vec!["--hosts", "127.0.0.1", "--probe", "tcp:70000"], "not a TCP port"),
+        ("unknown log format", vec![], vec!["--hosts", "127.0.0.1", "--log-format", "xml"], "invalid value 'xml'"),
+        ("unknown flag", vec![], vec!["--peer", "3"], "unexpected argument '--peer'"),
+        ("unknown hostfile format", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/tmp/x", "--hostfile-format", "yaml"], "unknown hostfile format"),
+        ("hostfile in a missing dir", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/nonexistent/dir/hostfile"], "does not exist"),
+        ("bad log level", vec![], vec!["--hosts", "127.0.0.1", "--log-level", "lots=of=noise"], "invalid --log-level"),
+        ("env: zero peers", vec![idx1, ("PEERGATE_PEERS", "0")], vec![], "0 peers"),
+        ("env: bad interval", vec![("PEERGATE_INTERVAL", "fast")], vec!["--hosts", "127.0.0.1"], "invalid --interval"),
+    ];
+    for (case, env, args, needle) in &cases {
+        let out = pod.run(env, args);
+        assert_usage_error(&out, needle, case);
+    }
+}
+
+#[test]
+fn no_subdomain_names_the_fix() {
+    let pod = Pod::new("nosub");
+    let hosts = pod.write("hosts", "127.0.0.1 localhost\n10.0.0.3\texample-job-1\n");
+    let out = pod.run(
+        &[
+            ("JOB_COMPLETION_INDEX", "1"),
+            ("PEERGATE_HOSTS_FILE", hosts.to_str().unwrap()),
+        ],
+        &["--peers", "2"],
+    );
+    assert_usage_error(&out, "set `subdomain:` in the pod template", "no subdomain");
+}
+
+#[test]
+fn help_documents_every_flag_with_its_variable() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "peers",
+        "indices",
+        "template",
+        "hosts",
+        "index",
+        "hostname",
+        "job",
+        "subdomain",
+        "namespace",
+        "cluster-domain",
+        "hosts-file",
+        "resolv-conf",
+        "probe",
+        "interval",
+        "timeout",
+        "probe-timeout",
+        "dns-timeout",
+        "ip-family",
+        "concurrency",
+        "port",
+        "token",
+        "write-hostfile",
+        "hostfile-format",
+        "slots",
+        "log-format",
+        "log-level",
+    ] {
+        assert!(
+            help.contains(&format!("--{flag} ")),
+            "--{flag} missing from --help"
+        );
+        let var = format!("PEERGATE_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(help.contains(&var), "{var} missing from --help");
+    }
+    assert!(help.contains("publishNotReadyAddresses"));
+    assert!(help.contains("124"));
+}
+
+#[test]
+fn standalone_hosts_on_loopback_pass() {
+    let pod = Pod::new("loop");
+    for probe in ["tcp", "auto", "dns"] {
+        let out = pod.run(&[], &["--hosts", "127.0.0.1,[::1]", "--probe", probe]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "--probe {probe}: {err}");
+        assert!(err.contains("peer reachable"), "{err}");
+        assert!(err.contains("all 2 peers reachable"), "{err}");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let pod = Pod::new("json");
+    let out = pod.run(
+        &[],
+        &[
+            "--hosts",
+            "127.0.0.1",
+            "--probe",
+            "tcp",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let mut reachable = 0;
+    for line in err.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "peer reachable" {
+            assert_eq!(v["peer"], "127.0.0.1");
+            assert_eq!(v["addr"], "127.0.0.1");
+            reachable += 1;
+        }
+    }
+    assert_eq!(reachable, 1, "{err}");
+}
+
+#[test]
+fn a_command_after_the_gate_replaces_peergate() {
+    let pod = Pod::new("exec");
+    let out = pod.run(
+        &[],
+        &[
+            "--hosts",
+            "127.0.0.1",
+            "--probe",
+            "tcp",
+            "--",
+            "sh",
+            "-c",
+            "echo \"size=$PEERGATE_WORLD_SIZE names=$PEERGATE_PEER_NAMES\"; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "size=1 names=127.0.0.1"
+    );
+
+    let out = pod.run(
+        &[],
+        &[
+            "--hosts",
+            "127.0.0.1",
+            "--probe",
+            "tcp",
+            "--",
+            "/nonexistent/cmd",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+}
+
+#[test]
+fn hostfile_is_written_after_the_gate() {
+    let pod = Pod::new("hostfile");
+    let target = pod.path("hostfile");
+    let out = pod.run(
+        &[],
+        &[
+            "--hosts",
+            "127.0.0.1,::1",
+            "--probe",
+            "tcp",
+            "--write-hostfile",
+            target.to_str().unwrap(),
+            "--hostfile-format",
+            "openmpi",
+            "--slots",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(Path::new(&target)).unwrap();
+    assert_eq!(text, "127.0.0.1 slots=4\n::1 slots=4\n");
+}
