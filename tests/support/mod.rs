@@ -1,0 +1,16 @@
+//! Shared support for the end-to-end tests: an emulated Kubernetes Indexed Job
+//! built from network namespaces, a bridge, dnsmasq and real processes.
+//!
+//! * [`prereq`]: root and tool checks (skip on a laptop, fail under `CI=true`).
+//! * [`proc`]: processes with exit times, signals and captured output.
+//! * [`bed`]: the test bed (cluster namespace, pods, DNS tiers, faults).
+//! * [`scenario`]: scenarios declared as TOML in `tests/scenarios/`, and the
+//!   one runner that executes and checks them.
+//!
+//! Not every test binary uses every helper.
+#![allow(dead_code)]
+
+pub mod bed;
+pub mod prereq;
+pub mod proc;
+pub mod scenario;

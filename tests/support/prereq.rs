@@ -1,0 +1,64 @@
+//! Prerequisite checks. Without root or a tool the e2e tests print why and
+//! return; with `CI=true` a missing prerequisite fails the test instead.
+
+use std::path::{Path, PathBuf};
+
+/// Tools the bed runs. Package names are in /work/notes/ci-e2e.md and the README.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("unshare", "util-linux"),
+    ("setpriv", "util-linux"),
+    ("nft", "nftables"),
+    ("ping", "iputils-ping"),
+    ("getent", "libc-bin"),
+    ("bash", "bash"),
+    ("sh", "dash"),
+];
+
+/// Finds `tool` on PATH or in the sbin directories (root's PATH may lack them).
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Why the bed cannot run here, if it cannot.
+pub fn missing() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (network namespaces, /etc/netns)".into());
+    }
+    let absent: Vec<String> = TOOLS
+        .iter()
+        .filter(|(tool, _)| which(tool).is_none())
+        .map(|(tool, pkg)| format!("{tool} (package {pkg})"))
+        .collect();
+    if !absent.is_empty() {
+        return Some(format!("missing tools: {}", absent.join(", ")));
+    }
+    if !Path::new("/proc/self/ns/net").exists() {
+        return Some("kernel without network namespaces".into());
+    }
+    None
+}
+
+/// True when the caller may go on. Otherwise prints the reason and returns
+/// false, or panics when `CI=true` (a skip in CI is a failure).
+pub fn ready(test: &str) -> bool {
+    let Some(why) = missing() else { return true };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: e2e prerequisites missing under CI=true: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
