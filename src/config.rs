@@ -104,6 +104,9 @@ pub struct Config {
     /// This pod's own name as the peers resolve it, when known: the subject
     /// of the `publishNotReadyAddresses` diagnosis.
     pub self_target: Option<Target>,
+    /// This pod's own addresses from the kubelet's hosts line (barrier
+    /// hellos announce them); empty when unknown.
+    pub self_addrs: Vec<IpAddr>,
     pub mode: Mode,
     pub probe: ProbeSettings,
     /// `None` when every peer is an IP literal and nothing needs resolving.
@@ -258,6 +261,7 @@ impl Config {
         };
 
         let hosts_arg = non_empty(args.hosts.clone());
+        let hosts_given = hosts_arg.is_some();
         let mut pod = PodView::new(&args, env);
         let PeerPlan {
             peers,
@@ -309,19 +313,54 @@ impl Config {
             None
         };
 
+        let mut peers = peers;
         let barrier = match args.mode {
             Mode::Ping => None,
-            Mode::Barrier => Some(BarrierSettings {
-                port,
-                token: non_empty(args.token.clone()).unwrap_or_default(),
-                job,
-            }),
+            Mode::Barrier => {
+                let token = non_empty(args.token.clone()).unwrap_or_default();
+                if token.len() > crate::barrier::proto::MAX_TOKEN {
+                    return Err(ConfigError::Other(format!(
+                        "invalid --token: {} bytes is longer than the {} allowed",
+                        token.len(),
+                        crate::barrier::proto::MAX_TOKEN
+                    )));
+                }
+                if job.is_empty() || job.len() > crate::barrier::proto::MAX_JOB {
+                    return Err(ConfigError::Other(format!(
+                        "invalid --job for the barrier: `{job}` must be 1 to {} bytes",
+                        crate::barrier::proto::MAX_JOB
+                    )));
+                }
+                if self_index.is_none() {
+                    return Err(ConfigError::Other(
+                        "--mode barrier needs this pod's index (JOB_COMPLETION_INDEX or --index; \
+                         with --hosts, the position of this instance in the list)"
+                            .into(),
+                    ));
+                }
+                // With --hosts, a peer's index is its position in the list.
+                for (pos, peer) in peers.iter_mut().enumerate() {
+                    peer.index.get_or_insert(pos as u32);
+                }
+                if let Some(i) = self_index
+                    && !peers.iter().any(|p| p.index == Some(i))
+                    && hosts_given
+                {
+                    return Err(ConfigError::Index(format!(
+                        "--index {i} is not a position in --hosts (0..{})",
+                        peers.len()
+                    )));
+                }
+                Some(BarrierSettings { port, token, job })
+            }
         };
+        let self_addrs = pod.self_addrs();
 
         Ok(Config {
             peers,
             self_index,
             self_target,
+            self_addrs,
             mode: args.mode,
             probe: ProbeSettings {
                 kind: probe_kind,
@@ -541,6 +580,15 @@ impl<'a> PodView<'a> {
             }
         }
         Ok(vars)
+    }
+
+    /// This pod's addresses from the hosts file, if it lists them.
+    fn self_addrs(&mut self) -> Vec<IpAddr> {
+        self.hosts_info(false)
+            .ok()
+            .flatten()
+            .map(|i| i.addrs)
+            .unwrap_or_default()
     }
 
     /// The families to resolve: explicit, or those of the pod's own

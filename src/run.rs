@@ -3,19 +3,22 @@
 
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+use crate::barrier::{self, Barrier};
 use crate::cli::LogFormat;
 use crate::config::Config;
-use crate::dns::Dns;
+use crate::dns::{Dns, Resolve};
 use crate::duration::human;
 use crate::gate::Gate;
 use crate::handoff;
 use crate::outcome::GateOutcome;
-use crate::probe::Prober;
+use crate::probe::{Probe, Prober};
 
 /// Process exit codes (documented in the README; users script against them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,82 @@ enum Ending {
     Signal(Exit),
 }
 
+/// What the ping gate and the barrier have in common, as seen from here.
+trait Waiter {
+    /// Runs until done; cancel-safe.
+    async fn wait(&mut self);
+    /// (done, total) peers.
+    fn counts(&self) -> (usize, usize);
+    /// What "done" means for a peer: "reachable" or "met".
+    fn done_word(&self) -> &'static str;
+    fn elapsed(&self) -> Duration;
+    /// One error line per peer still missing, with its last cause.
+    fn report_missing(&self);
+    fn outcome(&self, self_index: Option<u32>) -> GateOutcome;
+}
+
+impl<R: Resolve, P: Probe> Waiter for Gate<R, P> {
+    async fn wait(&mut self) {
+        self.run().await
+    }
+    fn counts(&self) -> (usize, usize) {
+        (self.reachable_count(), self.peer_count())
+    }
+    fn done_word(&self) -> &'static str {
+        "reachable"
+    }
+    fn elapsed(&self) -> Duration {
+        Gate::elapsed(self)
+    }
+    fn report_missing(&self) {
+        for t in self.peers().filter(|t| !t.is_reached()) {
+            let addrs: Vec<String> = t.addrs.iter().map(ToString::to_string).collect();
+            error!(
+                peer = %t.peer,
+                cause = %t.last_cause,
+                attempts = t.attempts,
+                addrs = %addrs.join(","),
+                "peer unreachable: {}: {}",
+                t.peer,
+                t.last_cause
+            );
+        }
+    }
+    fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
+        Gate::outcome(self, self_index)
+    }
+}
+
+impl<R: Resolve> Waiter for Barrier<R> {
+    async fn wait(&mut self) {
+        self.run().await
+    }
+    fn counts(&self) -> (usize, usize) {
+        (self.met_count(), self.peer_count())
+    }
+    fn done_word(&self) -> &'static str {
+        "met"
+    }
+    fn elapsed(&self) -> Duration {
+        Barrier::elapsed(self)
+    }
+    fn report_missing(&self) {
+        for m in self.members().iter().filter(|m| !m.is_met()) {
+            error!(
+                peer = %m.peer,
+                cause = %m.last_cause,
+                attempts = m.attempts,
+                "peer not met: {}: {}",
+                m.peer,
+                m.last_cause
+            );
+        }
+    }
+    fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
+        Barrier::outcome(self, self_index)
+    }
+}
+
 /// Runs the gate described by `config` and returns the exit code. When a
 /// command follows `--` and the gate passed, this does not return: the
 /// command replaces the process.
@@ -111,18 +190,7 @@ pub async fn run(config: Config) -> Exit {
         error!("{e}");
         return Exit::Usage;
     }
-    if config.barrier.is_some() {
-        error!("--mode barrier is not available in this build");
-        return Exit::Usage;
-    }
 
-    let prober = match Prober::open(&config.probe) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            error!("{e}");
-            return Exit::Usage;
-        }
-    };
     let resolver = match &config.dns {
         Some(settings) => match Dns::new(settings) {
             Ok(d) => Some(Arc::new(d)),
@@ -135,6 +203,7 @@ pub async fn run(config: Config) -> Exit {
     };
 
     info!(
+        mode = ?config.mode,
         peers = config.peers.len(),
         self_index = config.self_index,
         interval = %human(config.interval),
@@ -143,14 +212,60 @@ pub async fn run(config: Config) -> Exit {
         config.peers.len()
     );
 
-    let mut gate = Gate::new(
-        config.peers.clone(),
-        config.self_target.clone(),
-        resolver,
-        prober,
-        config.interval,
-        config.concurrency,
-    );
+    match (&config.barrier, config.self_index) {
+        (Some(settings), Some(self_index)) => {
+            let listener = match barrier::listen(settings.port) {
+                Ok(l) => l,
+                Err(e) => {
+                    error!("cannot listen on TCP port {}: {e}", settings.port);
+                    return Exit::Failure;
+                }
+            };
+            info!(
+                port = settings.port,
+                "barrier: listening on port {}", settings.port
+            );
+            let mut barrier = Barrier::new(
+                settings.clone(),
+                self_index,
+                config.self_addrs.clone(),
+                config.peers.clone(),
+                listener,
+                resolver,
+                config.interval,
+                config.probe.timeout,
+                config.concurrency,
+            );
+            drive(&mut barrier, &config, &mut sigterm, &mut sigint).await
+        }
+        _ => {
+            let prober = match Prober::open(&config.probe) {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    error!("{e}");
+                    return Exit::Usage;
+                }
+            };
+            let mut gate = Gate::new(
+                config.peers.clone(),
+                config.self_target.clone(),
+                resolver,
+                prober,
+                config.interval,
+                config.concurrency,
+            );
+            drive(&mut gate, &config, &mut sigterm, &mut sigint).await
+        }
+    }
+}
+
+/// Waits under the deadline and the signals, reports, hands off.
+async fn drive<W: Waiter>(
+    waiter: &mut W,
+    config: &Config,
+    sigterm: &mut Signal,
+    sigint: &mut Signal,
+) -> Exit {
     let deadline = async {
         match config.deadline {
             Some(d) => sleep(d).await,
@@ -158,34 +273,26 @@ pub async fn run(config: Config) -> Exit {
         }
     };
     let ending = tokio::select! {
-        _ = gate.run() => Ending::Passed,
+        _ = waiter.wait() => Ending::Passed,
         _ = deadline => Ending::TimedOut,
         _ = sigterm.recv() => Ending::Signal(Exit::Terminated),
         _ = sigint.recv() => Ending::Signal(Exit::Interrupted),
     };
-
+    let (done, total) = waiter.counts();
+    let elapsed = human(waiter.elapsed());
+    let word = waiter.done_word();
     match ending {
         Ending::Passed => {
-            info!(
-                peers = gate.peer_count(),
-                elapsed = %human(gate.elapsed()),
-                "all {} peers reachable after {}",
-                gate.peer_count(),
-                human(gate.elapsed())
-            );
-            let outcome = gate.outcome(config.self_index);
-            drop(gate);
-            hand_off(&config, &outcome)
+            info!(peers = total, elapsed = %elapsed, "all {total} peers {word} after {elapsed}");
+            let outcome = waiter.outcome(config.self_index);
+            hand_off(config, &outcome)
         }
         Ending::TimedOut => {
-            report_unreachable(&gate);
+            waiter.report_missing();
             error!(
-                reachable = gate.reachable_count(),
-                peers = gate.peer_count(),
-                "timed out after {}: {}/{} peers reachable",
-                human(gate.elapsed()),
-                gate.reachable_count(),
-                gate.peer_count()
+                reachable = done,
+                peers = total,
+                "timed out after {elapsed}: {done}/{total} peers {word}"
             );
             Exit::Timeout
         }
@@ -196,30 +303,12 @@ pub async fn run(config: Config) -> Exit {
                 "SIGINT"
             };
             error!(
-                reachable = gate.reachable_count(),
-                peers = gate.peer_count(),
-                "interrupted by {name}: {}/{} peers reachable",
-                gate.reachable_count(),
-                gate.peer_count()
+                reachable = done,
+                peers = total,
+                "interrupted by {name}: {done}/{total} peers {word}"
             );
             exit
         }
-    }
-}
-
-/// One line per unreachable peer with its last cause.
-fn report_unreachable<R: crate::dns::Resolve, P: crate::probe::Probe>(gate: &Gate<R, P>) {
-    for t in gate.peers().filter(|t| !t.is_reached()) {
-        let addrs: Vec<String> = t.addrs.iter().map(ToString::to_string).collect();
-        error!(
-            peer = %t.peer,
-            cause = %t.last_cause,
-            attempts = t.attempts,
-            addrs = %addrs.join(","),
-            "peer unreachable: {}: {}",
-            t.peer,
-            t.last_cause
-        );
     }
 }
 
