@@ -333,4 +333,44 @@ mod tests {
         assert_eq!(back.addrs.len(), MAX_ADDRS);
         assert!(bytes.len() <= MAX_FRAME);
     }
+
+    /// The fuzz target's invariants over a fixed pseudo-random corpus, so
+    /// every `cargo test` exercises them (the coverage-guided fuzzer in
+    /// `fuzz/` goes further).
+    #[test]
+    fn decoder_invariants_on_mutated_and_random_input() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds = [
+            encode(&Frame::Hello(hello())).unwrap(),
+            encode(&Frame::Ack { index: 3 }).unwrap(),
+        ];
+        for round in 0..20_000 {
+            let mut data = if round % 2 == 0 {
+                seeds[round % 4 / 2].clone()
+            } else {
+                (0..(next() % 64) as usize).map(|_| next() as u8).collect()
+            };
+            for _ in 0..(next() % 4) {
+                if data.is_empty() {
+                    break;
+                }
+                let at = (next() as usize) % data.len();
+                data[at] = next() as u8;
+            }
+            match decode(&data) {
+                Ok(Decoded::Frame(frame, used)) => {
+                    assert!(used <= data.len() && used <= MAX_FRAME);
+                    assert_eq!(encode(&frame).unwrap(), &data[..used]);
+                }
+                Ok(Decoded::NeedMore(n)) => assert!(n > data.len() && n <= MAX_FRAME),
+                Err(_) => {}
+            }
+        }
+    }
 }
