@@ -598,9 +598,13 @@ impl Scenario {
             if let Some(nb) = x.not_before
                 && (early || took < nb)
             {
-                let sign = if early { "-" } else { "" };
+                let when = if early {
+                    format!("{:?} before", t_ref - exit.at)
+                } else {
+                    format!("{took:?} after")
+                };
                 return Err(format!(
-                    "exited {sign}{took:?} after {key}, expected at least {nb:?}"
+                    "exited {when} {key}, expected at least {nb:?} after"
                 ));
             }
         }
