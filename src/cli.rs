@@ -48,7 +48,7 @@ pub enum LogFormat {
 pub enum Mode {
     /// Resolve and probe every peer until all answer.
     Ping,
-    /// Rendezvous over TCP: release when every peer has met every other.
+    /// Rendezvous over TCP: release once every peer and this pod have met.
     Barrier,
 }
 
@@ -184,7 +184,8 @@ pub struct Args {
     pub resolv_conf: String,
 
     /// `ping` probes every peer; `barrier` is a TCP rendezvous that releases
-    /// when every peer has met every other (see --port, --token).
+    /// once this pod has met every peer and every peer has met it (see
+    /// --port, --token).
     #[arg(
         long,
         env = "PEERGATE_MODE",
