@@ -164,6 +164,17 @@ fn bed_pod_looks_like_an_indexed_job_pod() {
     // The seed's ping, as root, by short name.
     let (code, out, err) = sh_in(&mut bed, 1, &format!("ping -c 1 -W 2 {short}"));
     assert_eq!(code, 0, "{out}{err}");
+
+    // Resource accounting for the benchmarks: /usr/bin/time -v per command.
+    let mut timed = PodCommand::new("timed", &["ping", "-c", "1", "-W", "2", short]);
+    timed.time_v = true;
+    let (exit, _, err) = bed.run_in_pod(1, &timed, LIMIT);
+    assert_eq!(exit.and_then(|e| e.code()), Some(0), "{err}");
+    let report = std::fs::read_to_string(p1.dir.join("timed.time")).expect("time -v output");
+    assert!(
+        report.contains("Maximum resident set size (kbytes):"),
+        "{report}"
+    );
 }
 
 #[test]
