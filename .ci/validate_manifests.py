@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Validate the manifests in examples/ (run through .ci/validate-manifests.sh).
+
+1. Every Kubernetes document validates in strict mode (unknown fields are
+   errors) with kubernetes-validate, against each Kubernetes version given.
+2. JobSet: kubernetes-validate ships schemas for built-in kinds only and the
+   JobSet CRD cannot be fetched offline, so the JobSet's own fields are checked
+   against the jobset.x-k8s.io/v1alpha2 field lists below and every
+   replicatedJob's template is validated strictly as a batch/v1 Job. Any other
+   kind without a schema is an error, never a silent skip.
+3. Every reference to the peergate image is the one images/build.sh builds.
+4. The examples agree with themselves: Service/subdomain/selector names,
+   --peers against completions, publishNotReadyAddresses for init-container
+   gates, JobSet --template names pointing at existing pods.
+5. job-restricted.yaml passes the Pod Security Standard "restricted".
+"""
+
+import argparse
+import pathlib
+import re
+import sys
+
+import yaml
+from kubernetes_validate import utils as kv
+
+JOBSET_API = "jobset.x-k8s.io/v1alpha2"
+# Field names of jobset.x-k8s.io/v1alpha2 (JobSet API reference).
+JOBSET_FIELDS = {
+    "JobSet": {"apiVersion", "kind", "metadata", "spec", "status"},
+    "JobSetSpec": {
+        "replicatedJobs", "network", "successPolicy", "failurePolicy", "startupPolicy",
+        "suspend", "coordinator", "managedBy", "ttlSecondsAfterFinished",
+    },
+    "Network": {"enableDNSHostnames", "subdomain", "publishNotReadyAddresses"},
+    "ReplicatedJob": {"name", "groupName", "template", "replicas", "dependsOn"},
+}
+# Pod Security Standards: sysctls allowed by "baseline" (and so "restricted").
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+RESTRICTED_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}
+RESTRICTED_FILES = {"job-restricted.yaml"}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class Checker:
+    def __init__(self, image):
+        self.image = image
+        self.errors = []
+
+    def error(self, where, msg):
+        self.errors.append(f"{where}: {msg}")
+
+    # -- generic helpers -------------------------------------------------
+
+    def containers(self, pod_spec):
+        for key in ("initContainers", "containers"):
+            for c in pod_spec.get(key) or []:
+                yield key, c
+
+    def check_images(self, where, images, text):
+        """Any image of a repository named peergate must be the built one, also
+        a tagged reference in comments (e.g. a Dockerfile line COPY --from=<image>)."""
+        for img in images:
+            repo = img.rsplit("@", 1)[0]
+            repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
+            if repo.rsplit("/", 1)[-1] == "peergate" and img != self.image:
+                self.error(where, f"image {img!r} is not the image this repo builds ({self.image})")
+        for ref in re.findall(r"(?<![\w./-])[\w.-]+(?:/[\w.-]+)*/peergate[:@][\w.:-]+", text):
+            if ref.rstrip(".") != self.image:
+                self.error(where, f"mentions {ref!r}, not the image this repo builds ({self.image})")
+        if self.image not in text:
+            self.error(where, f"never references {self.image}")
+
+    @staticmethod
+    def arg_value(args, flag):
+        """Value of --flag in peergate's arguments (--flag=V or --flag V),
+        ignoring what follows `--` (the command peergate execs)."""
+        if "--" in args:
+            args = args[: args.index("--")]
+        for i, a in enumerate(args):
+            if a == flag and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(flag + "="):
+                return a.split("=", 1)[1]
+        return None
+
+    def peergate_containers(self, pod_spec):
+        """(kind, name, peergate arguments) of every container running peergate:
+        the peergate image, or a workload image whose command starts peergate."""
+        for key, c in self.containers(pod_spec):
+            command = c.get("command") or []
+            if c.get("image") == self.image and not command:
+                yield key, c["name"], c.get("args") or []
+            elif command and command[0].rsplit("/", 1)[-1] == "peergate":
+                yield key, c["name"], command[1:] + (c.get("args") or [])
+
+    # -- Kubernetes schema validation -------------------------------------
+
+    def validate_schema(self, where, doc, versions):
+        for version in versions:
+            try:
+                kv.validate(doc, version, strict=True)
+            except kv.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                self.error(where, f"k8s {version}: {path}: {e.message}")
+            except kv.SchemaNotFoundError as e:
+                self.error(where, f"no schema: {e.message}")
+
+    # -- per-kind checks ---------------------------------------------------
+
+    def check_job_file(self, name, docs, versions):
+        services = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Service"}
+        for doc in docs:
+            where = f"{name} {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+            self.validate_schema(where, doc, versions)
+            if doc.get("kind") != "Job":
+                continue
+            job = doc["spec"]
+            pod = job["template"]["spec"]
+            if job.get("completionMode") != "Indexed":
+                self.error(where, "completionMode must be Indexed (hostnames <job>-<index>)")
+            if job.get("parallelism") != job.get("completions"):
+                self.error(where, "parallelism must equal completions, or gates wait for unscheduled pods")
+            svc = services.get(pod.get("subdomain"))
+            if svc is None:
+                self.error(where, f"subdomain {pod.get('subdomain')!r} names no Service in the file")
+            else:
+                if svc["spec"].get("clusterIP") != "None":
+                    self.error(where, "the subdomain Service must be headless (clusterIP: None)")
+                if svc["spec"].get("selector", {}).get("job-name") != doc["metadata"]["name"]:
+                    self.error(where, "the Service selector job-name must be the Job's name")
+            gates = list(self.peergate_containers(pod))
+            if not gates:
+                self.error(where, "no peergate container")
+            for key, cname, args in gates:
+                peers = self.arg_value(args, "--peers")
+                if peers is None or int(peers) != job.get("completions"):
+                    self.error(where, f"{cname}: --peers {peers} != completions {job.get('completions')}")
+                if key == "initContainers" and svc is not None and not svc["spec"].get("publishNotReadyAddresses"):
+                    self.error(where, "an init-container gate needs publishNotReadyAddresses: true")
+            if name in RESTRICTED_FILES:
+                self.check_restricted(where, pod)
+
+    def check_jobset(self, name, doc, versions):
+        where = f"{name} JobSet/{doc.get('metadata', {}).get('name')}"
+        if doc.get("apiVersion") != JOBSET_API:
+            self.error(where, f"apiVersion must be {JOBSET_API}")
+        self.check_fields(where, doc, "JobSet")
+        js_name = doc["metadata"]["name"]
+        spec = doc.get("spec") or {}
+        self.check_fields(where + " spec", spec, "JobSetSpec")
+        network = spec.get("network") or {}
+        self.check_fields(where + " spec.network", network, "Network")
+        for key in ("enableDNSHostnames", "publishNotReadyAddresses"):
+            if key in network and not isinstance(network[key], bool):
+                self.error(where, f"spec.network.{key} must be a boolean")
+        if network.get("enableDNSHostnames") is not True:
+            self.error(where, "spec.network.enableDNSHostnames must be true for pod DNS names")
+        if network.get("publishNotReadyAddresses") is False:
+            self.error(where, "publishNotReadyAddresses: false deadlocks init-container gates")
+        subdomain = network.get("subdomain", js_name)
+        # Every pod hostname the JobSet will create, with its replicated job.
+        hostnames = set()
+        rjobs = spec.get("replicatedJobs") or []
+        if not rjobs:
+            self.error(where, "spec.replicatedJobs is empty")
+        for rj in rjobs:
+            self.check_fields(f"{where} replicatedJob {rj.get('name')}", rj, "ReplicatedJob")
+            if not isinstance(rj.get("replicas", 1), int):
+                self.error(where, f"replicatedJob {rj.get('name')}: replicas must be an integer")
+            job_spec = (rj.get("template") or {}).get("spec") or {}
+            for j in range(rj.get("replicas", 1)):
+                for p in range(job_spec.get("completions", 1)):
+                    host = f"{js_name}-{rj['name']}-{j}-{p}"
+                    if not DNS_LABEL.match(host):
+                        self.error(where, f"pod hostname {host!r} is not a DNS label")
+                    hostnames.add(host)
+        for rj in rjobs:
+            rj_where = f"{where} replicatedJob {rj['name']}"
+            template = rj.get("template") or {}
+            job = {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": dict(template.get("metadata") or {}, name=f"{js_name}-{rj['name']}-0"),
+                "spec": template.get("spec") or {},
+            }
+            self.validate_schema(rj_where + " (as batch/v1 Job)", job, versions)
+            job_spec = job["spec"]
+            if job_spec.get("completionMode") != "Indexed":
+                self.error(rj_where, "completionMode must be Indexed")
+            pod = (job_spec.get("template") or {}).get("spec") or {}
+            gates = list(self.peergate_containers(pod))
+            if not gates:
+                self.error(rj_where, "no peergate container")
+            for _, cname, args in gates:
+                template_arg = self.arg_value(args, "--template")
+                peers = int(self.arg_value(args, "--peers") or 0)
+                if template_arg is None or peers < 1:
+                    self.error(rj_where, f"{cname}: needs --template and --peers")
+                    continue
+                for i in range(peers):
+                    host, _, rest = template_arg.replace("{index}", str(i)).partition(".")
+                    if host not in hostnames:
+                        self.error(rj_where, f"--template peer {i} is {host!r}, which no pod of the JobSet is named")
+                    if not rest.startswith("{subdomain}") and not rest.startswith(subdomain + "."):
+                        self.error(rj_where, f"--template must put the pod under the subdomain {subdomain!r}")
+
+    def check_fields(self, where, obj, type_name):
+        if not isinstance(obj, dict):
+            self.error(where, f"must be a mapping ({type_name})")
+            return
+        unknown = set(obj) - JOBSET_FIELDS[type_name]
+        if unknown:
+            self.error(where, f"unknown {type_name} fields: {', '.join(sorted(unknown))}")
+
+    def check_restricted(self, where, pod):
+        """The controls of the Pod Security Standard "restricted" (which include baseline)."""
+        psc = pod.get("securityContext") or {}
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(key):
+                self.error(where, f"restricted: {key} must not be true")
+        for vol in pod.get("volumes") or []:
+            kinds = set(vol) - {"name"}
+            if not kinds <= RESTRICTED_VOLUME_TYPES:
+                self.error(where, f"restricted: volume type {kinds} not allowed")
+        for s in psc.get("sysctls") or []:
+            if s.get("name") not in SAFE_SYSCTLS:
+                self.error(where, f"restricted: sysctl {s.get('name')} is not a safe sysctl")
+        if psc.get("runAsUser") == 0:
+            self.error(where, "restricted: pod runAsUser 0")
+        pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+        if pod_seccomp not in (None, "RuntimeDefault", "Localhost"):
+            self.error(where, f"restricted: pod seccompProfile {pod_seccomp}")
+        for _, c in self.containers(pod):
+            cw = f"{where} container {c['name']}"
+            sc = c.get("securityContext") or {}
+            if sc.get("privileged"):
+                self.error(cw, "restricted: privileged")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                self.error(cw, "restricted: allowPrivilegeEscalation must be false")
+            caps = sc.get("capabilities") or {}
+            if "ALL" not in (caps.get("drop") or []):
+                self.error(cw, "restricted: capabilities.drop must contain ALL")
+            if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+                self.error(cw, "restricted: only NET_BIND_SERVICE may be added")
+            non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+            if non_root is not True:
+                self.error(cw, "restricted: runAsNonRoot must be true (pod or container)")
+            if sc.get("runAsUser") == 0:
+                self.error(cw, "restricted: runAsUser 0")
+            seccomp = (sc.get("seccompProfile") or {}).get("type", pod_seccomp)
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                self.error(cw, "restricted: seccompProfile must be RuntimeDefault or Localhost")
+            if any(p.get("hostPort") for p in c.get("ports") or []):
+                self.error(cw, "restricted: hostPort")
+            if sc.get("procMount", "Default") != "Default":
+                self.error(cw, "restricted: procMount")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                # Not a PSS control, but promised by this example.
+                self.error(cw, "readOnlyRootFilesystem must be true")
+
+    # -- Compose ----------------------------------------------------------
+
+    def check_compose(self, name, doc, text):
+        services = doc.get("services") or {}
+        self.check_images(name, [s.get("image", "") for s in services.values()], text)
+        for sname, s in services.items():
+            if s.get("image") != self.image:
+                continue
+            where = f"{name} service {sname}"
+            if s.get("user") != "65532:65532" or s.get("cap_drop") != ["ALL"] or s.get("read_only") is not True:
+                self.error(where, "the gate must run as 65532:65532, cap_drop [ALL], read_only")
+            if not str(s.get("network_mode", "")).startswith("service:"):
+                self.error(where, "the gate must join a sandbox (network_mode: service:<pod>)")
+
+    # -- driver -----------------------------------------------------------
+
+    def run(self, paths, versions):
+        for path in paths:
+            name = path.name
+            text = path.read_text()
+            docs = [d for d in yaml.safe_load_all(text) if d]
+            if not docs:
+                self.error(name, "empty")
+                continue
+            if name.startswith("compose"):
+                self.check_compose(name, docs[0], text)
+                print(f"checked {name} (compose)")
+                continue
+            images = []
+            for d in docs:
+                spec = d.get("spec") or {}
+                pods = []
+                if d.get("kind") == "Job":
+                    pods.append(spec["template"]["spec"])
+                elif d.get("kind") == "JobSet":
+                    for rj in spec.get("replicatedJobs") or []:
+                        pods.append(rj["template"]["spec"]["template"]["spec"])
+                for pod in pods:
+                    images += [c.get("image", "") for _, c in self.containers(pod)]
+            self.check_images(name, images, text)
+            if any(d.get("kind") == "JobSet" for d in docs):
+                for d in docs:
+                    if d.get("kind") == "JobSet":
+                        self.check_jobset(name, d, versions)
+                    else:
+                        self.validate_schema(f"{name} {d.get('kind')}", d, versions)
+            else:
+                self.check_job_file(name, docs, versions)
+            print(f"checked {name}: {', '.join(d['kind'] + '/' + d['metadata']['name'] for d in docs)}")
+        return self.errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", required=True, help="the image reference images/build.sh builds")
+    ap.add_argument("-k", "--kubernetes-version", action="append", dest="versions", required=True)
+    ap.add_argument("paths", nargs="+", type=pathlib.Path)
+    args = ap.parse_args()
+    errors = Checker(args.image).run(args.paths, args.versions)
+    for e in errors:
+        print(f"ERROR {e}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} manifest problem(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
