@@ -703,6 +703,10 @@ impl Bed {
                 self.procs[i].kill();
             }
         }
+        // The kernel tears a network namespace down asynchronously (a work
+        // queue, slow under load), and until then its eth0 still answers.
+        // Deleting the veth cuts the pod off at once.
+        ip(&["-n", &self.cluster, "link", "del", &pod.port]);
         self.remove_namespace(&pod.ns);
         if let Some(p) = self.pods.get_mut(&index).and_then(|v| v.last_mut()) {
             p.alive = false;
