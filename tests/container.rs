@@ -1,0 +1,646 @@
+//! Container e2e: the tutorial's three-pod Indexed Job emulated with Docker,
+//! with peergate running from its FROM scratch image (issue 4).
+//!
+//! Each "pod" is modelled the way Kubernetes builds one. A long-lived sandbox
+//! container (images/sandbox: busybox sleeping) owns the network namespace,
+//! the hostname `example-job-<i>` and the network alias
+//! `example-job-<i>.headless-svc` that Docker's embedded DNS answers. peergate
+//! joins it with `--network container:<sandbox>`, as an init container joins
+//! its pod, non-root, with every capability dropped and a read-only root
+//! filesystem. The sandbox matters: Docker deletes a container's DNS record
+//! the moment that container exits, while a pod's record outlives its init
+//! container.
+//!
+//! Docker writes no kubelet-style FQDN line into /etc/hosts and no search list
+//! into resolv.conf, so the gates get `--subdomain headless-svc` (the flag a
+//! user needs under Docker, see examples/compose.yaml). The networks are
+//! `--internal` and every sandbox uses `--dns 127.0.0.1`: names the embedded
+//! DNS does not know are then forwarded to the container's own loopback,
+//! where nothing answers, so no query leaves the test's containers, the
+//! result does not depend on the host's resolver, and a missing peer looks
+//! like it does on an offline engine (no answer rather than NXDOMAIN).
+//!
+//! The peergate image is built once per run from this crate's binary with
+//! images/build.sh (or taken from `PEERGATE_TEST_IMAGE`, e.g. the release
+//! image `images/build.sh` made, which is then left in place). Every
+//! container, network and image the test creates carries the run's unique
+//! prefix and is removed by a Drop guard, also when an assertion fails.
+//!
+//! Without a usable Docker daemon or a static /bin/busybox the test prints why
+//! and passes; with `CI=true` that is a failure.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const JOB: &str = "example-job";
+const SUBDOMAIN: &str = "headless-svc";
+/// Hang protection only: each gate's own `--timeout` ends it long before.
+const GATE_DEADLINE: Duration = Duration::from_secs(120);
+/// The gates' `--timeout` where every peer exists: generous, since a failing
+/// gate then shows its causes in the logs instead of hanging the suite.
+const PASS_TIMEOUT: &str = "60s";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn peer_name(i: usize) -> String {
+    format!("{JOB}-{i}.{SUBDOMAIN}")
+}
+
+// ---------------------------------------------------------------------------
+// docker helpers
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"))
+}
+
+/// Runs docker and returns its trimmed stdout; panics with stderr on failure.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn run_script(script: &Path, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{}\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Why this machine cannot run the test, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    match Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Err(e) => return Some(format!("docker CLI not runnable: {e}")),
+        Ok(out) if !out.status.success() => {
+            return Some(format!(
+                "docker daemon not usable: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(_) => {}
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        return Some("/bin/busybox missing (apt-get install busybox-static)".into());
+    }
+    if Command::new("bash").arg("--version").output().is_err() {
+        return Some("bash missing (runs images/*/build.sh)".into());
+    }
+    None
+}
+
+/// True when the test may go on; otherwise prints the reason and returns
+/// false, or panics under `CI=true`.
+fn ready(test: &str) -> bool {
+    let Some(why) = missing_prerequisite() else {
+        return true;
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: prerequisite missing under CI=true: {why}");
+    }
+    // Straight to fd 2: libtest captures the output of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+    false
+}
+
+// ---------------------------------------------------------------------------
+// cleanup guards
+
+enum Kind {
+    Container,
+    Network,
+    Image,
+}
+
+/// A Docker object this run created; removed when dropped.
+struct Created {
+    kind: Kind,
+    name: String,
+}
+
+impl Created {
+    fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Created {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        let args: &[&str] = match self.kind {
+            Kind::Container => &["rm", "--force", "--volumes"],
+            Kind::Network => &["network", "rm"],
+            Kind::Image => &["image", "rm", "--force"],
+        };
+        let _ = Command::new("docker")
+            .args(args)
+            .arg(&self.name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// images
+
+struct Images {
+    peergate: String,
+    sandbox: String,
+    // Removed after every scenario's containers (fields drop in order, and
+    // the Images value outlives the scenarios).
+    _created: Vec<Created>,
+}
+
+fn build_images(run: &str) -> Images {
+    let mut created = Vec::new();
+    let peergate = match std::env::var("PEERGATE_TEST_IMAGE") {
+        Ok(image) if !image.is_empty() => {
+            docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+            image
+        }
+        _ => {
+            let tag = format!("{run}-peergate:test");
+            created.push(Created::new(Kind::Image, tag.clone()));
+            run_script(
+                &repo().join("images/build.sh"),
+                &["--binary", env!("CARGO_BIN_EXE_peergate"), "--tag", &tag],
+            );
+            tag
+        }
+    };
+    let sandbox = format!("{run}-sandbox:test");
+    created.push(Created::new(Kind::Image, sandbox.clone()));
+    run_script(&repo().join("images/sandbox/build.sh"), &[&sandbox]);
+
+    // The image contract the examples rely on.
+    let config = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.User}} {{json .Config.Entrypoint}}",
+        &peergate,
+    ]);
+    assert_eq!(config, r#""65532:65532" ["/peergate"]"#, "image config");
+    Images {
+        peergate,
+        sandbox,
+        _created: created,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// one emulated Job per scenario
+
+/// A gate's result: `docker run` returns the container's exit code.
+struct Gate {
+    index: usize,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Gate {
+    fn describe(&self) -> String {
+        format!(
+            "gate {} exit {:?}\n--- stderr ---\n{}--- stdout ---\n{}",
+            self.index, self.code, self.stderr, self.stdout
+        )
+    }
+}
+
+struct Job<'a> {
+    // Declared first so containers go before the network they sit on.
+    containers: Vec<Created>,
+    _network: Created,
+    prefix: String,
+    images: &'a Images,
+}
+
+impl<'a> Job<'a> {
+    fn new(images: &'a Images, prefix: String) -> Self {
+        let net = format!("{prefix}-net");
+        // Registered before creation: a half-created network is still removed.
+        let network = Created::new(Kind::Network, net.clone());
+        docker_ok(&["network", "create", "--internal", &net]);
+        Job {
+            containers: Vec::new(),
+            _network: network,
+            prefix,
+            images,
+        }
+    }
+
+    fn sandbox(&self, i: usize) -> String {
+        format!("{}-pod-{i}", self.prefix)
+    }
+
+    /// Starts pod `i`'s sandbox with extra `docker run` options.
+    fn start_pod(&mut self, i: usize, extra: &[&str]) {
+        let name = self.sandbox(i);
+        self.containers
+            .push(Created::new(Kind::Container, name.clone()));
+        let hostname = format!("{JOB}-{i}");
+        let alias = peer_name(i);
+        let network = format!("{}-net", self.prefix);
+        let mut args = vec![
+            "run",
+            "--detach",
+            "--name",
+            name.as_str(),
+            "--hostname",
+            hostname.as_str(),
+            "--network",
+            network.as_str(),
+            "--network-alias",
+            alias.as_str(),
+            "--dns",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&self.images.sandbox);
+        docker_ok(&args);
+    }
+
+    /// Starts peergate in pod `i` (attached, in a thread) with `peergate_args`;
+    /// the receiver yields its result.
+    fn spawn_gate(&mut self, i: usize, peergate_args: &[&str]) -> mpsc::Receiver<Gate> {
+        let name = format!("{}-gate-{i}", self.prefix);
+        self.containers
+            .push(Created::new(Kind::Container, name.clone()));
+        let mut cmd = Command::new("docker");
+        cmd.args(["run", "--name", &name])
+            .arg(format!("--network=container:{}", self.sandbox(i)))
+            .arg(format!("--env=JOB_COMPLETION_INDEX={i}"))
+            .args([
+                "--user",
+                "65532:65532",
+                "--cap-drop",
+                "ALL",
+                "--read-only",
+                "--security-opt",
+                "no-new-privileges",
+                &self.images.peergate,
+            ])
+            .args(peergate_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start docker run: {e}"));
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let gate = match child.wait_with_output() {
+                Ok(out) => Gate {
+                    index: i,
+                    code: out.status.code(),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                },
+                Err(e) => Gate {
+                    index: i,
+                    code: None,
+                    stdout: String::new(),
+                    stderr: format!("waiting for docker run failed: {e}"),
+                },
+            };
+            let _ = tx.send(gate);
+        });
+        rx
+    }
+
+    /// Waits for a gate, killing its container past the hang deadline.
+    fn wait(&self, i: usize, rx: mpsc::Receiver<Gate>) -> Gate {
+        match rx.recv_timeout(GATE_DEADLINE) {
+            Ok(gate) => gate,
+            Err(_) => {
+                let name = format!("{}-gate-{i}", self.prefix);
+                let _ = docker(&["kill", &name]);
+                let logs = docker(&["logs", &name]);
+                panic!(
+                    "{name} still running after {GATE_DEADLINE:?}; logs:\n{}",
+                    String::from_utf8_lossy(&logs.stderr)
+                );
+            }
+        }
+    }
+
+    /// A container's State.FinishedAt (or another State time), in ns since the epoch.
+    fn state_time(&self, container: &str, field: &str) -> u128 {
+        let value = docker_ok(&[
+            "inspect",
+            "--format",
+            &format!("{{{{.State.{field}}}}}"),
+            container,
+        ]);
+        parse_rfc3339_utc(&value)
+            .unwrap_or_else(|| panic!("{container}: cannot parse {field} {value:?}"))
+    }
+}
+
+/// Wall-clock time in ns since the epoch (the Docker daemon runs on this host).
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// Parses Docker's `2026-11-27T03:47:18.206398123Z` into ns since the epoch.
+fn parse_rfc3339_utc(s: &str) -> Option<u128> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let nanos: i64 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
+    // Days from civil (proleptic Gregorian), after H. Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u128::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u128::try_from(nanos).ok()?)
+}
+
+// ---------------------------------------------------------------------------
+// scenarios
+
+fn pass_args() -> Vec<&'static str> {
+    vec![
+        "--peers",
+        "3",
+        "--subdomain",
+        SUBDOMAIN,
+        "--timeout",
+        PASS_TIMEOUT,
+    ]
+}
+
+fn assert_exit(gate: &Gate, want: i32) {
+    assert_eq!(gate.code, Some(want), "{}", gate.describe());
+}
+
+fn assert_reached_all(gate: &Gate) {
+    for j in 0..3 {
+        let peer = peer_name(j);
+        assert!(
+            gate.stderr
+                .lines()
+                .any(|l| l.contains("peer reachable") && l.contains(&peer)),
+            "gate {} never logged {peer} reachable\n{}",
+            gate.index,
+            gate.describe()
+        );
+    }
+}
+
+/// The probe `auto` chose, from the text log's `probe="..."` field.
+fn chosen_probe(gate: &Gate) -> Option<&'static str> {
+    ["icmp", "tcp"]
+        .into_iter()
+        .find(|p| gate.stderr.contains(&format!("probe=\"{p}\"")))
+}
+
+/// Issue check 1a: All three pods at once: every gate exits 0 having reached every peer,
+/// over ICMP (Docker opens ping_group_range in each container netns).
+fn all_three_pass(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    for i in 0..3 {
+        job.start_pod(i, &[]);
+    }
+    let rxs: Vec<_> = (0..3).map(|i| job.spawn_gate(i, &pass_args())).collect();
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let gate = job.wait(i, rx);
+        assert_exit(&gate, 0);
+        assert_reached_all(&gate);
+        assert_eq!(chosen_probe(&gate), Some("icmp"), "{}", gate.describe());
+    }
+}
+
+/// Issue check 1b: Pod 2 (sandbox and gate) starts 2 s after the others: gates 0 and 1
+/// keep waiting for it, then all three exit 0.
+fn one_pod_late(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    job.start_pod(0, &[]);
+    job.start_pod(1, &[]);
+    let early: Vec<_> = (0..2).map(|i| job.spawn_gate(i, &pass_args())).collect();
+    thread::sleep(Duration::from_secs(2));
+    // Taken before asking for pod 2: its DNS record and address exist a little
+    // before Docker stamps StartedAt, so that stamp is no lower bound.
+    let pod2_requested = now_ns();
+    job.start_pod(2, &[]);
+    let late = job.spawn_gate(2, &pass_args());
+    for (i, rx) in early.into_iter().enumerate() {
+        let gate = job.wait(i, rx);
+        assert_exit(&gate, 0);
+        assert_reached_all(&gate);
+        // The gate really was held: it ended only after pod 2 was asked for.
+        let finished = job.state_time(&format!("{}-gate-{i}", job.prefix), "FinishedAt");
+        assert!(
+            finished >= pod2_requested,
+            "gate {i} finished before the late pod was started\n{}",
+            gate.describe()
+        );
+    }
+    let gate = job.wait(2, late);
+    assert_exit(&gate, 0);
+    assert_reached_all(&gate);
+}
+
+/// Issue check 2: Pod 2 never starts, `--timeout 3s`: exit 124 naming the missing peer,
+/// whose name the embedded DNS forwards upstream and gets no answer for, so
+/// the cause is a DNS failure and not NXDOMAIN.
+fn missing_peer_times_out(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    job.start_pod(0, &[]);
+    job.start_pod(1, &[]);
+    let args = ["--peers", "3", "--subdomain", SUBDOMAIN, "--timeout", "3s"];
+    let rxs: Vec<_> = (0..2).map(|i| job.spawn_gate(i, &args)).collect();
+    let missing = peer_name(2);
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let gate = job.wait(i, rx);
+        assert_exit(&gate, 124);
+        let unreachable: Vec<&str> = gate
+            .stderr
+            .lines()
+            .filter(|l| l.contains("unreachable") && l.contains(&missing))
+            .collect();
+        assert!(
+            !unreachable.is_empty(),
+            "no 'unreachable' line names {missing}\n{}",
+            gate.describe()
+        );
+        assert!(
+            unreachable
+                .iter()
+                .all(|l| l.contains("DNS") && !l.contains("NXDOMAIN")),
+            "cause for {missing} should be a DNS failure, not NXDOMAIN\n{}",
+            gate.describe()
+        );
+        for j in 0..2 {
+            assert!(
+                !gate
+                    .stderr
+                    .lines()
+                    .any(|l| l.contains("unreachable") && l.contains(&peer_name(j))),
+                "existing peer {j} reported unreachable\n{}",
+                gate.describe()
+            );
+        }
+    }
+}
+
+/// Issue check 3: ping_group_range closed in every pod and no capabilities: ICMP cannot
+/// open, auto falls back to TCP (refused still means up), all exit 0.
+fn no_icmp_falls_back_to_tcp(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    for i in 0..3 {
+        job.start_pod(i, &["--sysctl", "net.ipv4.ping_group_range=1 0"]);
+    }
+    // The sysctl belongs to the netns the gate joins: check it took effect.
+    let range = docker_ok(&[
+        "exec",
+        &job.sandbox(0),
+        "/bin/busybox",
+        "cat",
+        "/proc/sys/net/ipv4/ping_group_range",
+    ]);
+    assert_eq!(
+        range.split_whitespace().collect::<Vec<_>>(),
+        ["1", "0"],
+        "sysctl not applied"
+    );
+    let rxs: Vec<_> = (0..3).map(|i| job.spawn_gate(i, &pass_args())).collect();
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let gate = job.wait(i, rx);
+        assert_exit(&gate, 0);
+        assert_reached_all(&gate);
+        assert_eq!(chosen_probe(&gate), Some("tcp"), "{}", gate.describe());
+    }
+}
+
+/// Issue check 4: `--log-format json`: every line peergate writes is a JSON object.
+fn json_logs(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    for i in 0..3 {
+        job.start_pod(i, &[]);
+    }
+    let mut args = pass_args();
+    args.extend(["--log-format", "json"]);
+    let rxs: Vec<_> = (0..3).map(|i| job.spawn_gate(i, &args)).collect();
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let gate = job.wait(i, rx);
+        assert_exit(&gate, 0);
+        let mut lines = 0;
+        for line in gate.stderr.lines().chain(gate.stdout.lines()) {
+            if line.trim().is_empty() {
+                continue;
+            }
+            lines += 1;
+            let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("gate {i}: not JSON ({e}): {line:?}\n{}", gate.describe())
+            });
+            assert!(value.is_object(), "gate {i}: not an object: {line}");
+        }
+        assert!(lines > 0, "gate {i} logged nothing\n{}", gate.describe());
+        let reached = gate
+            .stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "peer reachable")
+            .count();
+        assert_eq!(
+            reached,
+            3,
+            "gate {i}: JSON 'peer reachable' lines\n{}",
+            gate.describe()
+        );
+    }
+}
+
+#[test]
+fn container_e2e() {
+    if !ready("container_e2e") {
+        return;
+    }
+    let run = format!("pge2e-{}-{:x}", std::process::id(), now_ns() % 0xffff_ffff);
+    let images = build_images(&run);
+
+    type Scenario = fn(&Images, String);
+    let scenarios: [(&str, Scenario); 5] = [
+        ("all", all_three_pass),
+        ("late", one_pod_late),
+        ("missing", missing_peer_times_out),
+        ("tcp", no_icmp_falls_back_to_tcp),
+        ("json", json_logs),
+    ];
+    // Scenarios run side by side, each on its own network; a panic in one
+    // unwinds its guards, and every failure is reported at the end.
+    let failures: Vec<String> = thread::scope(|s| {
+        let handles: Vec<_> = scenarios
+            .iter()
+            .map(|&(name, scenario)| {
+                let images = &images;
+                let prefix = format!("{run}-{name}");
+                (name, s.spawn(move || scenario(images, prefix)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|(name, h)| {
+                h.join().err().map(|e| {
+                    let msg = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    format!("scenario {name}: {msg}")
+                })
+            })
+            .collect()
+    });
+    drop(images);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
