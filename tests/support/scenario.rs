@@ -89,6 +89,9 @@ pub struct RunSpec {
     pub env: BTreeMap<String, String>,
     pub unprivileged: bool,
     pub ping_group_range: Option<Range>,
+    /// Wrap every program in `/usr/bin/time -v` (benchmarks: CPU, peak RSS
+    /// in `<pod dir>/main.time`). Signals then reach time, not the program.
+    pub time_v: bool,
 }
 
 impl Default for RunSpec {
@@ -99,6 +102,7 @@ impl Default for RunSpec {
             env: BTreeMap::new(),
             unprivileged: false,
             ping_group_range: None,
+            time_v: false,
         }
     }
 }
@@ -545,7 +549,7 @@ impl Scenario {
             argv,
             env: plan.env.iter().map(|(k, v)| (k.clone(), x(v))).collect(),
             unprivileged: plan.unprivileged,
-            time_v: false,
+            time_v: self.run.time_v,
         }
     }
 
