@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::barrier::{self, Barrier};
 use crate::cli::LogFormat;
@@ -62,22 +64,29 @@ pub fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String
         .or_else(|| std::env::var("RUST_LOG").ok())
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "info".into());
-    let filter = EnvFilter::try_new(&spec)
+    // `Targets` takes RUST_LOG's common forms (`debug`, `info,hickory=warn`)
+    // without pulling a regex engine into a binary that must stay small.
+    let filter: Targets = spec
+        .trim()
+        .parse()
         .map_err(|e| format!("invalid --log-level / RUST_LOG `{spec}`: {e}"))?;
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
     match format {
         LogFormat::Text => {
             use std::io::IsTerminal;
-            builder.with_ansi(std::io::stderr().is_terminal()).init();
+            let subscriber = builder.with_ansi(std::io::stderr().is_terminal()).finish();
+            subscriber.with(filter).init();
         }
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => {
+            let subscriber = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish();
+            subscriber.with(filter).init();
+        }
     }
     Ok(())
 }
