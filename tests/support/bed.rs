@@ -773,6 +773,9 @@ impl Bed {
     /// Logs of every process and DNS tier, for a failure report.
     pub fn dump(&self, tail_lines: usize) -> String {
         let mut s = String::new();
+        if let Some(warning) = neighbour_table_pressure() {
+            writeln!(s, "!!! {warning}").unwrap();
+        }
         for p in self.dns.iter().chain(self.cache.iter()) {
             let state = p.exit().map_or("running".into(), |e| e.describe());
             writeln!(s, "--- bed `{}`: {state}", p.name).unwrap();
@@ -819,6 +822,34 @@ impl Drop for Bed {
             eprintln!("bed {}: kept {}", self.id, self.dir.display());
         }
     }
+}
+
+/// The kernel's ARP and NDP tables are shared by all network namespaces and
+/// capped by gc_thresh3 (set in the root namespace). When something else on
+/// the machine (a 1000-peer benchmark bed) fills them, new neighbours fail
+/// with ENOBUFS and pods cannot even reach the DNS server. Says so, if so.
+pub fn neighbour_table_pressure() -> Option<String> {
+    let mut warnings = Vec::new();
+    for (table, thresh) in [
+        ("arp_cache", "/proc/sys/net/ipv4/neigh/default/gc_thresh3"),
+        ("ndisc_cache", "/proc/sys/net/ipv6/neigh/default/gc_thresh3"),
+    ] {
+        let stat = std::fs::read_to_string(format!("/proc/net/stat/{table}")).ok()?;
+        let entries = stat
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|h| u64::from_str_radix(h, 16).ok())?;
+        let limit: u64 = std::fs::read_to_string(thresh).ok()?.trim().parse().ok()?;
+        if entries * 10 >= limit * 9 {
+            warnings.push(format!(
+                "kernel {table} holds {entries} neighbours of gc_thresh3 {limit} (shared by \
+                 all namespaces): new ARP/NDP entries may fail with ENOBUFS; is a large \
+                 bed or benchmark running at the same time?"
+            ));
+        }
+    }
+    (!warnings.is_empty()).then(|| warnings.join("\n!!! "))
 }
 
 fn dnsmasq_common(log: &Path) -> Vec<String> {
