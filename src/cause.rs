@@ -5,7 +5,7 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
-    /// Not attempted yet.
+    /// The first attempt has not finished yet.
     Pending,
     /// The name does not exist (yet): the pod has not started, or its record
     /// is not published (`publishNotReadyAddresses`), or a negative cache
@@ -44,7 +44,7 @@ impl Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Pending => f.write_str("not tried yet"),
+            Cause::Pending => f.write_str("first attempt under way"),
             Cause::NxDomain => f.write_str("NXDOMAIN"),
             Cause::NoRecords => f.write_str("no address records"),
             Cause::DnsFailure(code) => write!(f, "DNS server failure ({code})"),
