@@ -165,6 +165,13 @@ fn bed_pod_looks_like_an_indexed_job_pod() {
     let (code, out, err) = sh_in(&mut bed, 1, &format!("ping -c 1 -W 2 {short}"));
     assert_eq!(code, 0, "{out}{err}");
 
+    // The program keeps the spawned pid (ip netns exec, unshare and the
+    // hostname wrapper all exec): signals reach it, an exec hand-off keeps it.
+    let id = bed.spawn(1, &sh("pid", "echo $$"));
+    let p = bed.proc(id);
+    assert!(p.wait_for(LIMIT).is_some(), "echo $$ did not finish");
+    assert_eq!(p.read_stdout().trim(), p.pid.to_string());
+
     // Resource accounting for the benchmarks: /usr/bin/time -v per command.
     let mut timed = PodCommand::new("timed", &["ping", "-c", "1", "-W", "2", short]);
     timed.time_v = true;

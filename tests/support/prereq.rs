@@ -57,7 +57,10 @@ pub fn missing() -> Option<String> {
 /// True when the caller may go on. Otherwise prints the reason and returns
 /// false, or panics when `CI=true` (a skip in CI is a failure).
 pub fn ready(test: &str) -> bool {
-    let Some(why) = missing() else { return true };
+    let Some(why) = missing() else {
+        wait_for_neighbour_room(test);
+        return true;
+    };
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: e2e prerequisites missing under CI=true: {why}");
     }
@@ -66,4 +69,25 @@ pub fn ready(test: &str) -> bool {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
     false
+}
+
+/// The kernel's neighbour tables are shared by every namespace; while another
+/// bed (the 1000-peer benchmark) fills them, pods cannot resolve ARP at all.
+/// Waits up to 3 minutes for room, then lets the test run (and report).
+fn wait_for_neighbour_room(test: &str) {
+    use std::io::Write;
+    let limit = std::time::Duration::from_secs(180);
+    let start = std::time::Instant::now();
+    let mut told = false;
+    while let Some(warning) = super::bed::neighbour_table_pressure() {
+        if start.elapsed() > limit {
+            let _ = writeln!(std::io::stderr(), "{test}: running anyway: {warning}");
+            return;
+        }
+        if !told {
+            let _ = writeln!(std::io::stderr(), "{test}: waiting: {warning}");
+            told = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
