@@ -175,6 +175,7 @@ pub struct Bed {
     /// Work dir of the bed: DNS files and logs, pod dirs.
     pub dir: PathBuf,
     pub created: Instant,
+    fulls_at_start: u64,
     cluster: String,
     namespaces: Vec<String>,
     pods: BTreeMap<usize, Vec<Pod>>,
@@ -215,6 +216,7 @@ impl Bed {
             cfg,
             dir,
             created: Instant::now(),
+            fulls_at_start: neighbour_table_fulls(),
             namespaces: Vec::new(),
             pods: BTreeMap::new(),
             procs: Vec::new(),
@@ -773,8 +775,8 @@ impl Bed {
     /// Logs of every process and DNS tier, for a failure report.
     pub fn dump(&self, tail_lines: usize) -> String {
         let mut s = String::new();
-        if let Some(warning) = neighbour_table_pressure() {
-            writeln!(s, "!!! {warning}").unwrap();
+        if let Some(warning) = neighbour_table_warning(self.fulls_at_start) {
+            writeln!(s, "!!! during this test {warning}").unwrap();
         }
         for p in self.dns.iter().chain(self.cache.iter()) {
             let state = p.exit().map_or("running".into(), |e| e.describe());
@@ -824,32 +826,43 @@ impl Drop for Bed {
     }
 }
 
-/// The kernel's ARP and NDP tables are shared by all network namespaces and
-/// capped by gc_thresh3 (set in the root namespace). When something else on
-/// the machine (a 1000-peer benchmark bed) fills them, new neighbours fail
-/// with ENOBUFS and pods cannot even reach the DNS server. Says so, if so.
-pub fn neighbour_table_pressure() -> Option<String> {
-    let mut warnings = Vec::new();
-    for (table, thresh) in [
-        ("arp_cache", "/proc/sys/net/ipv4/neigh/default/gc_thresh3"),
-        ("ndisc_cache", "/proc/sys/net/ipv6/neigh/default/gc_thresh3"),
-    ] {
-        let stat = std::fs::read_to_string(format!("/proc/net/stat/{table}")).ok()?;
-        let entries = stat
-            .lines()
-            .nth(1)
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|h| u64::from_str_radix(h, 16).ok())?;
-        let limit: u64 = std::fs::read_to_string(thresh).ok()?.trim().parse().ok()?;
-        if entries * 10 >= limit * 9 {
-            warnings.push(format!(
-                "kernel {table} holds {entries} neighbours of gc_thresh3 {limit} (shared by \
-                 all namespaces): new ARP/NDP entries may fail with ENOBUFS; is a large \
-                 bed or benchmark running at the same time?"
-            ));
-        }
-    }
-    (!warnings.is_empty()).then(|| warnings.join("\n!!! "))
+/// The kernel's ARP and NDP tables are shared by all network namespaces;
+/// non-permanent entries are capped by gc_thresh3 (set in the root
+/// namespace). When something else on the machine (a 1000-peer benchmark bed)
+/// fills them, new neighbours fail with ENOBUFS and pods cannot even reach the
+/// DNS server. The kernel counts those failures ("table_fulls"); this sums
+/// them over both tables and all CPUs.
+pub fn neighbour_table_fulls() -> u64 {
+    ["arp_cache", "ndisc_cache"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/net/stat/{t}")).ok())
+        .map(|text| {
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+            let Some(col) = header.iter().position(|h| *h == "table_fulls") else {
+                return 0;
+            };
+            lines
+                .filter_map(|l| l.split_whitespace().nth(col))
+                .filter_map(|h| u64::from_str_radix(h, 16).ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// A warning when neighbour allocations failed for lack of room since
+/// `fulls_before` (a [`neighbour_table_fulls`] reading).
+pub fn neighbour_table_warning(fulls_before: u64) -> Option<String> {
+    let now = neighbour_table_fulls();
+    (now > fulls_before).then(|| {
+        format!(
+            "the kernel refused {} ARP/NDP entries for lack of room (table_fulls in \
+             /proc/net/stat/{{arp,ndisc}}_cache; the tables are shared by all namespaces, \
+             limit net.ipv4.neigh.default.gc_thresh3): is a large bed or benchmark running \
+             at the same time? Pods then fail with ENOBUFS and cannot reach the DNS server.",
+            now - fulls_before
+        )
+    })
 }
 
 fn dnsmasq_common(log: &Path) -> Vec<String> {

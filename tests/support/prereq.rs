@@ -72,14 +72,20 @@ pub fn ready(test: &str) -> bool {
 }
 
 /// The kernel's neighbour tables are shared by every namespace; while another
-/// bed (the 1000-peer benchmark) fills them, pods cannot resolve ARP at all.
-/// Waits up to 3 minutes for room, then lets the test run (and report).
+/// bed (the 1000-peer benchmark) overflows them, pods cannot resolve ARP at
+/// all. Waits while the kernel keeps refusing entries (checked over 0.3 s), up
+/// to 3 minutes, then lets the test run (and report).
 fn wait_for_neighbour_room(test: &str) {
     use std::io::Write;
     let limit = std::time::Duration::from_secs(180);
     let start = std::time::Instant::now();
     let mut told = false;
-    while let Some(warning) = super::bed::neighbour_table_pressure() {
+    loop {
+        let before = super::bed::neighbour_table_fulls();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let Some(warning) = super::bed::neighbour_table_warning(before) else {
+            return;
+        };
         if start.elapsed() > limit {
             let _ = writeln!(std::io::stderr(), "{test}: running anyway: {warning}");
             return;
@@ -88,6 +94,5 @@ fn wait_for_neighbour_room(test: &str) {
             let _ = writeln!(std::io::stderr(), "{test}: waiting: {warning}");
             told = true;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
