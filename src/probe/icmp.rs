@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 
 use super::{Probe, io_cause};
 use crate::cause::Cause;
@@ -64,6 +64,34 @@ impl IcmpProber {
     }
 }
 
+/// ICMP type of an echo reply: 0 for IPv4, 129 for ICMPv6.
+const ECHO_REPLY_V4: u8 = 0;
+const ECHO_REPLY_V6: u8 = 129;
+/// Destination unreachable: 3 for IPv4, 1 for ICMPv6.
+const UNREACHABLE_V4: u8 = 3;
+const UNREACHABLE_V6: u8 = 1;
+
+fn classify_reply(packet: &IcmpPacket) -> Result<(), Cause> {
+    let (kind, echo, unreachable) = match packet {
+        IcmpPacket::V4(p) => (p.get_icmp_type().0, ECHO_REPLY_V4, UNREACHABLE_V4),
+        IcmpPacket::V6(p) => (p.get_icmpv6_type().0, ECHO_REPLY_V6, UNREACHABLE_V6),
+    };
+    reply_cause(kind, echo, unreachable)
+}
+
+/// Maps an ICMP message type to the probe's result.
+fn reply_cause(kind: u8, echo: u8, unreachable: u8) -> Result<(), Cause> {
+    if kind == echo {
+        Ok(())
+    } else if kind == unreachable {
+        Err(Cause::NoRoute)
+    } else {
+        Err(Cause::Probe(format!(
+            "ICMP type {kind} instead of an echo reply"
+        )))
+    }
+}
+
 fn explain(err: &io::Error) -> String {
     if err.kind() == io::ErrorKind::PermissionDenied
         || matches!(err.raw_os_error(), Some(1) | Some(13))
@@ -104,10 +132,42 @@ impl Probe for IcmpProber {
         let mut pinger = client.pinger(addr, PingIdentifier(self.ident)).await;
         pinger.timeout(self.timeout);
         match pinger.ping(seq, PAYLOAD).await {
-            Ok((_, rtt)) => Ok(rtt),
+            // surge-ping also hands over ICMP errors that quote our request
+            // (host unreachable once ARP gives up): only an echo reply
+            // proves the peer is up.
+            Ok((packet, rtt)) => classify_reply(&packet).map(|()| rtt),
             Err(SurgeError::Timeout { .. }) => Err(Cause::NoReply),
             Err(SurgeError::IOError(e)) => Err(io_cause(&e)),
             Err(e) => Err(Cause::Probe(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_echo_replies_prove_a_peer_up() {
+        assert_eq!(
+            reply_cause(ECHO_REPLY_V4, ECHO_REPLY_V4, UNREACHABLE_V4),
+            Ok(())
+        );
+        assert_eq!(
+            reply_cause(ECHO_REPLY_V6, ECHO_REPLY_V6, UNREACHABLE_V6),
+            Ok(())
+        );
+        assert_eq!(
+            reply_cause(3, ECHO_REPLY_V4, UNREACHABLE_V4),
+            Err(Cause::NoRoute)
+        );
+        assert_eq!(
+            reply_cause(1, ECHO_REPLY_V6, UNREACHABLE_V6),
+            Err(Cause::NoRoute)
+        );
+        assert!(matches!(
+            reply_cause(11, ECHO_REPLY_V4, UNREACHABLE_V4),
+            Err(Cause::Probe(_))
+        ));
     }
 }
