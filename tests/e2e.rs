@@ -43,7 +43,55 @@ scenarios!(
     s11_sixteen_pods,
     s12_ipv6_only,
     s12_dual_stack,
+    b01_barrier_negative_cache,
+    b02_barrier_lingers,
+    b03_barrier_rejects_strangers,
+    b04_barrier_never_arrives,
+    b05_barrier_sixteen_pods,
+    h01_handoff,
 );
+
+/// `-- COMMAND` replaces peergate: the command runs under peergate's PID
+/// (so it is the pod's main process) and its exit code is the pod's.
+#[test]
+fn handoff_exec_keeps_the_pid() {
+    if !prereq::ready("handoff_exec_keeps_the_pid") {
+        return;
+    }
+    let mut bed = Bed::new(BedConfig::default());
+    for i in 0..2 {
+        bed.start_pod(i);
+        bed.publish(i);
+    }
+    let peergate = env!("CARGO_BIN_EXE_peergate");
+    let gate = PodCommand::new(
+        "gate",
+        &[
+            peergate,
+            "--peers",
+            "2",
+            "--timeout",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            "echo pid=$$; exit 42",
+        ],
+    );
+    let ids: Vec<_> = (0..2).map(|i| bed.spawn(i, &gate)).collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        let p = bed.proc(id);
+        let exit = p
+            .wait_for(LIMIT)
+            .unwrap_or_else(|| panic!("pod {i} hung\n{}", bed.dump(20)));
+        assert_eq!(exit.code(), Some(42), "pod {i}: {}", p.read_stderr());
+        assert_eq!(
+            p.read_stdout().trim(),
+            format!("pid={}", p.pid),
+            "pod {i}: the command must run under peergate's PID"
+        );
+    }
+}
 
 /// Every scenario file has a test above, and every test has a file.
 #[test]

@@ -24,7 +24,7 @@
 pub mod proto;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,9 @@ pub struct Member {
     pub attempts: u32,
     /// Addresses the last resolution returned.
     resolved: Vec<IpAddr>,
+    /// Addresses other peers told us (their ACK directories): a way to reach
+    /// this peer while its name does not resolve here yet.
+    learned: Vec<IpAddr>,
     /// Time since start when the peer was met.
     pub met_at: Option<Duration>,
 }
@@ -81,7 +84,8 @@ impl Member {
         match (&self.hello, self.remote) {
             (Some(h), _) if !h.addrs.is_empty() => h.addrs.clone(),
             (_, Some(r)) => vec![r],
-            _ => self.resolved.clone(),
+            _ if !self.resolved.is_empty() => self.resolved.clone(),
+            _ => self.learned.clone(),
         }
     }
 }
@@ -119,6 +123,8 @@ struct Shared {
     members: Mutex<Vec<Member>>,
     by_index: BTreeMap<u32, usize>,
     changed: Notify,
+    /// Unmet peers for which a new address was learned: dial them now.
+    wake: Mutex<Vec<usize>>,
 }
 
 impl Shared {
@@ -169,6 +175,48 @@ impl Shared {
             m.hello = Some(hello);
             m.remote = Some(remote);
         });
+    }
+
+    /// The peers we have heard from, one address each, for the ACK to
+    /// `receiver`: everyone but it and us.
+    fn directory(&self, receiver: usize) -> Vec<(u32, IpAddr)> {
+        let members = self.members.lock().expect("no panics while locked");
+        members
+            .iter()
+            .enumerate()
+            .filter(|(slot, m)| *slot != receiver && m.index != self.self_index)
+            .filter_map(|(_, m)| {
+                let announced = m.hello.as_ref().and_then(|h| h.addrs.first().copied());
+                announced.or(m.remote).map(|addr| (m.index, addr))
+            })
+            .collect()
+    }
+
+    /// Takes in a peer's directory; unmet peers with a new address are
+    /// queued to be dialed at once.
+    fn record_directory(&self, known: Vec<(u32, IpAddr)>) {
+        let mut woken = Vec::new();
+        {
+            let mut members = self.members.lock().expect("no panics while locked");
+            for (index, addr) in known {
+                let Some(&slot) = self.by_index.get(&index) else {
+                    continue;
+                };
+                let m = &mut members[slot];
+                if m.is_met() || m.learned.contains(&addr) || m.learned.len() >= proto::MAX_ADDRS {
+                    continue;
+                }
+                m.learned.push(addr);
+                woken.push(slot);
+            }
+        }
+        if !woken.is_empty() {
+            self.wake
+                .lock()
+                .expect("no panics while locked")
+                .extend(woken);
+            self.changed.notify_one();
+        }
     }
 
     fn record_ack(&self, slot: usize, remote: IpAddr, direction: &str) {
@@ -232,10 +280,11 @@ async fn handshake(
     shared.record_hello(slot, hello, remote);
     let ack = proto::encode(&Frame::Ack {
         index: shared.self_index,
+        known: shared.directory(slot),
     })?;
     stream.write_all(&ack).await?;
     match read_frame(&mut stream, &mut buf).await? {
-        Frame::Ack { index: i } if i == index => {}
+        Frame::Ack { index: i, known } if i == index => shared.record_directory(known),
         _ => {
             return Err(HandshakeError::Rejected(
                 "expected an ACK from the same index".into(),
@@ -320,6 +369,7 @@ impl<R: Resolve> Barrier<R> {
                     last_cause: Cause::Pending,
                     attempts: 0,
                     resolved: Vec::new(),
+                    learned: Vec::new(),
                     met_at: is_self.then_some(Duration::ZERO),
                 }
             })
@@ -333,6 +383,7 @@ impl<R: Resolve> Barrier<R> {
                 members: Mutex::new(members),
                 by_index,
                 changed: Notify::new(),
+                wake: Mutex::new(Vec::new()),
             }),
             resolver,
             listener: Some(listener),
@@ -407,13 +458,16 @@ impl<R: Resolve> Barrier<R> {
         let mut progress = interval_at(start + self.interval, self.interval);
         progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
+        // Slots with a dial in flight: a slot woken by a directory while
+        // being dialed is not dialed twice.
+        let mut in_flight: HashSet<usize> = HashSet::new();
         while !self.all_met() {
             let now = Instant::now();
             while dialing.len() < self.concurrency {
                 match due.peek() {
                     Some(Reverse((at, _))) if *at <= now => {
                         let Reverse((_, slot)) = due.pop().expect("peeked");
-                        if !self.members()[slot].is_met() {
+                        if !self.members()[slot].is_met() && in_flight.insert(slot) {
                             self.spawn_dial(&mut dialing, slot, now);
                         }
                     }
@@ -432,6 +486,7 @@ impl<R: Resolve> Barrier<R> {
                     let (slot, started, result) = joined
                         .expect("guarded by is_empty")
                         .expect("dial tasks do not panic");
+                    in_flight.remove(&slot);
                     let met = self.shared.with_member(slot, |m| {
                         m.attempts += 1;
                         if let Err(cause) = result {
@@ -444,7 +499,15 @@ impl<R: Resolve> Barrier<R> {
                     }
                 }
                 Some(_) = serving.join_next(), if !serving.is_empty() => {}
-                _ = self.shared.changed.notified() => {}
+                _ = self.shared.changed.notified() => {
+                    let woken = std::mem::take(&mut *self.shared.wake.lock().expect("no panics while locked"));
+                    let now = Instant::now();
+                    for slot in woken {
+                        if !in_flight.contains(&slot) {
+                            due.push(Reverse((now, slot)));
+                        }
+                    }
+                }
                 _ = sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
                 _ = progress.tick() => info!(
                     met = self.met_count(),
@@ -537,14 +600,31 @@ async fn dial<R: Resolve>(
     port: u16,
     connect_timeout: Duration,
 ) -> Result<(), Cause> {
-    let addrs = match target {
-        Target::Addr(a) => vec![a],
+    let resolved = match target {
+        Target::Addr(a) => Ok(vec![a]),
         Target::Name(name) => match resolver {
-            Some(r) => r.resolve(&name).await?,
-            None => return Err(Cause::Dns("no resolver configured".into())),
+            Some(r) => r.resolve(&name).await,
+            None => Err(Cause::Dns("no resolver configured".into())),
         },
     };
-    shared.with_member(slot, |m| m.resolved = addrs.clone());
+    // Addresses other peers told us about count as much as DNS: they reach
+    // a peer whose name a negative cache still hides from us.
+    let learned = shared.with_member(slot, |m| {
+        if let Ok(addrs) = &resolved {
+            m.resolved = addrs.clone();
+        }
+        m.learned.clone()
+    });
+    let mut addrs = match resolved {
+        Ok(addrs) => addrs,
+        Err(cause) if learned.is_empty() => return Err(cause),
+        Err(_) => Vec::new(),
+    };
+    for addr in learned {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
     let mut cause = Cause::NoReply;
     for addr in addrs {
         let stream = match timeout(

@@ -16,7 +16,11 @@
 //! HELLO payload: `index` u32 BE; `token` (u8 length + bytes, at most
 //! 128); `job` (u8 length + UTF-8, 1-253 bytes); address count u8 (at most
 //! 16), then per address a family byte (4 or 6) and 4 or 16 bytes.
-//! ACK payload: the sender's `index` u32 BE.
+//! ACK payload: the sender's `index` u32 BE; a directory of peers the sender
+//! has heard from: entry count u16 BE (at most [`MAX_DIRECTORY`]), then per
+//! entry the peer's `index` u32 BE and one address (family byte + bytes).
+//! The directory lets a pod reach peers whose names it cannot resolve yet
+//! (a negative DNS cache) through any peer that already knows them.
 //! A payload with bytes left over after its fields is malformed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -26,11 +30,13 @@ use thiserror::Error;
 pub const MAGIC: [u8; 4] = *b"PGBR";
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
-pub const MAX_PAYLOAD: usize = 1024;
+pub const MAX_PAYLOAD: usize = 32 * 1024;
 pub const MAX_FRAME: usize = HEADER_LEN + MAX_PAYLOAD;
 pub const MAX_TOKEN: usize = 128;
 pub const MAX_JOB: usize = 253;
 pub const MAX_ADDRS: usize = 16;
+/// Most directory entries in one ACK (each at most 21 bytes).
+pub const MAX_DIRECTORY: usize = (MAX_PAYLOAD - 6) / 21;
 
 const KIND_HELLO: u8 = 1;
 const KIND_ACK: u8 = 2;
@@ -47,9 +53,11 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Hello(Hello),
-    /// "I have recorded your hello"; carries the sender's index.
+    /// "I have recorded your hello"; carries the sender's index and the
+    /// peers it has heard from, with an address each.
     Ack {
         index: u32,
+        known: Vec<(u32, IpAddr)>,
     },
 }
 
@@ -110,14 +118,27 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, ProtoError> {
     };
     let frame = match kind {
         KIND_HELLO => Frame::Hello(decode_hello(&mut r)?),
-        _ => Frame::Ack {
-            index: r.u32("ack")?,
-        },
+        _ => decode_ack(&mut r)?,
     };
     if !r.buf.is_empty() {
         return Err(ProtoError::Malformed("frame: trailing bytes"));
     }
     Ok(Decoded::Frame(frame, total))
+}
+
+fn decode_ack(r: &mut Reader<'_>) -> Result<Frame, ProtoError> {
+    let index = r.u32("ack: index")?;
+    let b = r.bytes("ack: directory size", 2)?;
+    let count = usize::from(u16::from_be_bytes([b[0], b[1]]));
+    if count > MAX_DIRECTORY {
+        return Err(ProtoError::Malformed("ack: directory too large"));
+    }
+    let mut known = Vec::with_capacity(count);
+    for _ in 0..count {
+        let peer = r.u32("ack: directory index")?;
+        known.push((peer, r.addr("ack: directory address")?));
+    }
+    Ok(Frame::Ack { index, known })
 }
 
 fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtoError> {
@@ -133,20 +154,7 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtoError> {
     }
     let mut addrs = Vec::with_capacity(count);
     for _ in 0..count {
-        let addr = match r.u8("hello: address family")? {
-            4 => {
-                let b = r.bytes("hello: IPv4 address", 4)?;
-                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            }
-            6 => {
-                let b: [u8; 16] = r
-                    .bytes("hello: IPv6 address", 16)?
-                    .try_into()
-                    .map_err(|_| ProtoError::Malformed("hello: IPv6 address"))?;
-                IpAddr::V6(Ipv6Addr::from(b))
-            }
-            _ => return Err(ProtoError::Malformed("hello: address family")),
-        };
+        let addr = r.addr("hello: address")?;
         addrs.push(addr);
     }
     Ok(Hello {
@@ -180,6 +188,24 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    /// A family byte (4 or 6) and the address.
+    fn addr(&mut self, what: &'static str) -> Result<IpAddr, ProtoError> {
+        match self.u8(what)? {
+            4 => {
+                let b = self.bytes(what, 4)?;
+                Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+            }
+            6 => {
+                let b: [u8; 16] = self
+                    .bytes(what, 16)?
+                    .try_into()
+                    .map_err(|_| ProtoError::Malformed(what))?;
+                Ok(IpAddr::V6(Ipv6Addr::from(b)))
+            }
+            _ => Err(ProtoError::Malformed(what)),
+        }
+    }
+
     fn short_str(&mut self, what: &'static str, max: usize) -> Result<String, ProtoError> {
         let len = usize::from(self.u8(what)?);
         if len > max {
@@ -210,21 +236,18 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, ProtoError> {
             let addrs = &h.addrs[..h.addrs.len().min(MAX_ADDRS)];
             payload.push(addrs.len() as u8);
             for addr in addrs {
-                match addr {
-                    IpAddr::V4(a) => {
-                        payload.push(4);
-                        payload.extend_from_slice(&a.octets());
-                    }
-                    IpAddr::V6(a) => {
-                        payload.push(6);
-                        payload.extend_from_slice(&a.octets());
-                    }
-                }
+                put_addr(&mut payload, addr);
             }
             KIND_HELLO
         }
-        Frame::Ack { index } => {
+        Frame::Ack { index, known } => {
             payload.extend_from_slice(&index.to_be_bytes());
+            let known = &known[..known.len().min(MAX_DIRECTORY)];
+            payload.extend_from_slice(&(known.len() as u16).to_be_bytes());
+            for (peer, addr) in known {
+                payload.extend_from_slice(&peer.to_be_bytes());
+                put_addr(&mut payload, addr);
+            }
             KIND_ACK
         }
     };
@@ -237,9 +260,32 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, ProtoError> {
     Ok(out)
 }
 
+fn put_addr(out: &mut Vec<u8>, addr: &IpAddr) {
+    match addr {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ack(index: u32) -> Frame {
+        Frame::Ack {
+            index,
+            known: vec![
+                (0, "10.244.1.4".parse().unwrap()),
+                (5, "fd00::9".parse().unwrap()),
+            ],
+        }
+    }
 
     fn hello() -> Hello {
         Hello {
@@ -252,7 +298,14 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for frame in [Frame::Hello(hello()), Frame::Ack { index: 7 }] {
+        for frame in [
+            Frame::Hello(hello()),
+            ack(7),
+            Frame::Ack {
+                index: 1,
+                known: vec![],
+            },
+        ] {
             let bytes = encode(&frame).unwrap();
             assert_eq!(
                 decode(&bytes).unwrap(),
@@ -272,14 +325,14 @@ mod tests {
     fn two_frames_back_to_back() {
         let mut bytes = encode(&Frame::Hello(hello())).unwrap();
         let first = bytes.len();
-        bytes.extend(encode(&Frame::Ack { index: 2 }).unwrap());
+        bytes.extend(encode(&ack(2)).unwrap());
         let Decoded::Frame(_, used) = decode(&bytes).unwrap() else {
             panic!()
         };
         assert_eq!(used, first);
         assert_eq!(
             decode(&bytes[used..]).unwrap(),
-            Decoded::Frame(Frame::Ack { index: 2 }, 12)
+            Decoded::Frame(ack(2), 8 + 4 + 2 + (4 + 5) + (4 + 17))
         );
     }
 
@@ -293,6 +346,17 @@ mod tests {
             decode(b"PGBR\x01\x01\xff\xff"),
             Err(ProtoError::TooLarge(65535))
         );
+        // An ACK whose directory claims more entries than allowed.
+        let mut big = encode(&Frame::Ack {
+            index: 1,
+            known: vec![],
+        })
+        .unwrap();
+        big[12..14].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(
+            decode(&big),
+            Err(ProtoError::Malformed("ack: directory too large"))
+        );
     }
 
     #[test]
@@ -303,7 +367,11 @@ mod tests {
         bytes[count_at] = 3;
         assert!(matches!(decode(&bytes), Err(ProtoError::Malformed(_))));
         // Trailing bytes inside the payload.
-        let mut ack = encode(&Frame::Ack { index: 1 }).unwrap();
+        let mut ack = encode(&Frame::Ack {
+            index: 1,
+            known: vec![],
+        })
+        .unwrap();
         ack[7] += 1;
         ack.push(0);
         assert_eq!(
@@ -324,6 +392,16 @@ mod tests {
         let mut h = hello();
         h.token = "x".repeat(MAX_TOKEN + 1);
         assert!(encode(&Frame::Hello(h)).is_err());
+        let many = Frame::Ack {
+            index: 1,
+            known: vec![(3, "10.0.0.1".parse().unwrap()); 5000],
+        };
+        let bytes = encode(&many).unwrap();
+        assert!(bytes.len() <= MAX_FRAME);
+        let Decoded::Frame(Frame::Ack { known, .. }, _) = decode(&bytes).unwrap() else {
+            panic!()
+        };
+        assert_eq!(known.len(), MAX_DIRECTORY);
         let mut h = hello();
         h.addrs = vec!["10.0.0.1".parse().unwrap(); 40];
         let bytes = encode(&Frame::Hello(h)).unwrap();
@@ -348,7 +426,7 @@ mod tests {
         };
         let seeds = [
             encode(&Frame::Hello(hello())).unwrap(),
-            encode(&Frame::Ack { index: 3 }).unwrap(),
+            encode(&ack(3)).unwrap(),
         ];
         for round in 0..20_000 {
             let mut data = if round % 2 == 0 {
