@@ -28,13 +28,11 @@ use crate::duration::human;
 use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::peers::{Peer, Target};
 use crate::probe::Probe;
+use crate::report;
 
 /// Failed lookups of this pod's own name, with DNS answering, after which
 /// the `publishNotReadyAddresses` diagnosis is logged.
 pub const DIAGNOSE_AFTER: u32 = 5;
-
-/// How many waiting peers a progress line names before "+N more".
-const PROGRESS_NAMES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -295,21 +293,17 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
 
     /// The progress line: `2/3 reachable; waiting on a: NXDOMAIN`.
     pub fn progress_line(&self) -> String {
-        let waiting: Vec<&Tracker> = self.peers().filter(|t| !t.is_reached()).collect();
-        let mut line = format!("{}/{} reachable", self.reachable_count(), self.peer_count());
-        if !waiting.is_empty() {
-            let named: Vec<String> = waiting
-                .iter()
-                .take(PROGRESS_NAMES)
-                .map(|t| format!("{}: {}", t.peer, t.last_cause))
-                .collect();
-            line.push_str("; waiting on ");
-            line.push_str(&named.join(", "));
-            if waiting.len() > PROGRESS_NAMES {
-                line.push_str(&format!(" (+{} more)", waiting.len() - PROGRESS_NAMES));
-            }
-        }
-        line
+        let missing: Vec<(&Peer, &Cause)> = self
+            .peers()
+            .filter(|t| !t.is_reached())
+            .map(|t| (&t.peer, &t.last_cause))
+            .collect();
+        report::progress_line(
+            self.reachable_count(),
+            self.peer_count(),
+            "reachable",
+            &missing,
+        )
     }
 
     fn log_progress(&self) {

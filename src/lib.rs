@@ -17,4 +17,5 @@ pub mod identity;
 pub mod outcome;
 pub mod peers;
 pub mod probe;
+pub mod report;
 pub mod run;

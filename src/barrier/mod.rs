@@ -44,6 +44,7 @@ use crate::dns::Resolve;
 use crate::duration::human;
 use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::peers::{Peer, Target};
+use crate::report;
 use proto::{Decoded, Frame, Hello, ProtoError};
 
 /// Incoming connections served at once; more are closed unanswered.
@@ -418,24 +419,20 @@ impl<R: Resolve> Barrier<R> {
         self.members().iter().all(Member::is_met)
     }
 
-    /// `2/3 met; missing example-job-2...: NXDOMAIN`.
+    /// `2/3 met; waiting on example-job-2...: NXDOMAIN`.
     pub fn progress_line(&self) -> String {
         let members = self.members();
-        let missing: Vec<&Member> = members.iter().filter(|m| !m.is_met()).collect();
-        let mut line = format!("{}/{} met", members.len() - missing.len(), members.len());
-        if !missing.is_empty() {
-            let named: Vec<String> = missing
-                .iter()
-                .take(3)
-                .map(|m| format!("{}: {}", m.peer, m.last_cause))
-                .collect();
-            line.push_str("; missing ");
-            line.push_str(&named.join(", "));
-            if missing.len() > 3 {
-                line.push_str(&format!(" (+{} more)", missing.len() - 3));
-            }
-        }
-        line
+        let missing: Vec<(&Peer, &Cause)> = members
+            .iter()
+            .filter(|m| !m.is_met())
+            .map(|m| (&m.peer, &m.last_cause))
+            .collect();
+        report::progress_line(
+            members.len() - missing.len(),
+            members.len(),
+            "met",
+            &missing,
+        )
     }
 
     /// Runs until every peer is met, then lingers for the connections still
