@@ -27,6 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,6 +127,28 @@ struct Shared {
     changed: Notify,
     /// Unmet peers for which a new address was learned: dial them now.
     wake: Mutex<Vec<usize>>,
+    /// Handshakes past a valid HELLO and not yet finished.
+    peer_handshakes: AtomicUsize,
+    handshake_ended: Notify,
+}
+
+/// Counts a handshake with a real peer for as long as it lives.
+struct PeerHandshake<'a>(&'a Shared);
+
+impl<'a> PeerHandshake<'a> {
+    fn begin(shared: &'a Shared) -> Self {
+        shared.peer_handshakes.fetch_add(1, Ordering::AcqRel);
+        Self(shared)
+    }
+}
+
+impl Drop for PeerHandshake<'_> {
+    fn drop(&mut self) {
+        self.0.peer_handshakes.fetch_sub(1, Ordering::AcqRel);
+        // notify_one keeps a permit when nobody waits yet, so the release
+        // loop cannot miss the last end between its check and its wait.
+        self.0.handshake_ended.notify_one();
+    }
 }
 
 impl Shared {
@@ -277,6 +300,7 @@ async fn handshake(
         Frame::Ack { .. } => return Err(HandshakeError::Rejected("ACK before HELLO".into())),
     };
     let slot = shared.check(&hello)?;
+    let _counted = PeerHandshake::begin(shared);
     let index = hello.index;
     shared.record_hello(slot, hello, remote);
     let ack = proto::encode(&Frame::Ack {
@@ -385,6 +409,8 @@ impl<R: Resolve> Barrier<R> {
                 by_index,
                 changed: Notify::new(),
                 wake: Mutex::new(Vec::new()),
+                peer_handshakes: AtomicUsize::new(0),
+                handshake_ended: Notify::new(),
             }),
             resolver,
             listener: Some(listener),
@@ -514,14 +540,19 @@ impl<R: Resolve> Barrier<R> {
                 ),
             }
         }
-        // Stop accepting; let the handshakes in flight finish their linger
-        // so every peer we met has our ACK before we go.
+        // Stop accepting. Handshakes with real peers (a valid HELLO came
+        // in) may finish, bounded, so every peer we met surely has our ACK;
+        // anything else (a stranger, a client that sends nothing) is cut off
+        // rather than allowed to hold up the release.
         drop(listener);
-        dialing.abort_all();
         let _ = timeout(LINGER + FRAME_DEADLINE, async {
-            while serving.join_next().await.is_some() {}
+            while self.shared.peer_handshakes.load(Ordering::Acquire) > 0 {
+                self.shared.handshake_ended.notified().await;
+            }
         })
         .await;
+        dialing.abort_all();
+        serving.abort_all();
     }
 
     fn serve(
