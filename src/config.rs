@@ -127,8 +127,16 @@ pub const MAX_CONCURRENCY: usize = 4096;
 /// --probe-timeout says otherwise.
 const MAX_DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    duration::parse(text).map_err(|reason| ConfigError::Duration { flag, reason })
+/// A duration flag that must be above zero.
+fn parse_positive_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    match duration::parse(text) {
+        Ok(d) if d.is_zero() => Err(ConfigError::Duration {
+            flag,
+            reason: "must be greater than zero".into(),
+        }),
+        Ok(d) => Ok(d),
+        Err(reason) => Err(ConfigError::Duration { flag, reason }),
+    }
 }
 
 fn parse_port(flag: &str, text: &str) -> Result<u16, ConfigError> {
@@ -193,38 +201,17 @@ fn non_empty(value: Option<String>) -> Option<String> {
 impl Config {
     /// Validates `args` against the pod seen through `env`.
     pub fn build(args: Args, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let interval = parse_duration("--interval", &args.interval)?;
-        if interval.is_zero() {
-            return Err(ConfigError::Duration {
-                flag: "--interval",
-                reason: "must be greater than zero".into(),
-            });
-        }
+        let interval = parse_positive_duration("--interval", &args.interval)?;
         let deadline =
             duration::parse_deadline(&args.timeout).map_err(|reason| ConfigError::Duration {
                 flag: "--timeout",
                 reason,
             })?;
         let probe_timeout = match &args.probe_timeout {
-            Some(t) => {
-                let d = parse_duration("--probe-timeout", t)?;
-                if d.is_zero() {
-                    return Err(ConfigError::Duration {
-                        flag: "--probe-timeout",
-                        reason: "must be greater than zero".into(),
-                    });
-                }
-                d
-            }
+            Some(t) => parse_positive_duration("--probe-timeout", t)?,
             None => interval.min(MAX_DEFAULT_PROBE_TIMEOUT),
         };
-        let dns_timeout = parse_duration("--dns-timeout", &args.dns_timeout)?;
-        if dns_timeout.is_zero() {
-            return Err(ConfigError::Duration {
-                flag: "--dns-timeout",
-                reason: "must be greater than zero".into(),
-            });
-        }
+        let dns_timeout = parse_positive_duration("--dns-timeout", &args.dns_timeout)?;
         let port = parse_port("--port", &args.port)?;
         let (probe_kind, tcp_port) = parse_probe(&args.probe, port)?;
         let concurrency = match args.concurrency.trim().parse::<usize>() {
