@@ -38,6 +38,7 @@
 //! | PEERGATE_BENCH_STAGGER        | 0                | 1: each early gate starts before the next pod exists |
 //! | PEERGATE_BENCH_SCALE          | 1000             | peers of the scale run (0: skip it)       |
 //! | PEERGATE_BENCH_SCALE_REPS     | PEERGATE_BENCH_REPS | repetitions of the scale run           |
+//! | PEERGATE_BENCH_HOLD           | unset            | keep the scale bed up N s before its runs (profiling by hand) |
 //! | PEERGATE_BENCH_OUT            | docs/bench       | where results.md and latency.svg go       |
 //! | PEERGATE_BENCH_BIN            | the release build | peergate binary to measure               |
 //!

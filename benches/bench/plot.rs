@@ -1,12 +1,14 @@
 //! docs/bench/latency.svg: release latency per scenario and contender, bars
-//! at the median with a min–max whisker, on a log scale (0.01 s to 60 s).
+//! at the median with a min–max whisker and the median written above, on
+//! a log scale (1 ms to 100 s).
 
 use crate::latency::Contender;
 use crate::report::Report;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
-const Y_MIN: f64 = 0.005;
+const Y_MIN: f64 = 0.001;
 const Y_MAX: f64 = 100.0;
 
 fn colour(c: Contender) -> RGBColor {
@@ -69,6 +71,17 @@ pub fn latency_svg(report: &Report, path: &Path) -> Result<(), Box<dyn std::erro
             }))?
             .label(c.label())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], col.filled()));
+        let above = TextStyle::from(("sans-serif", 10).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart.draw_series(stats.iter().map(|(x, s)| {
+            let label = if s.median < 1.0 {
+                format!("{:.0}ms", s.median * 1000.0)
+            } else {
+                format!("{:.1}s", s.median)
+            };
+            let top = s.max.max(s.median).max(Y_MIN) * 1.15;
+            Text::new(label, (*x + slot * 0.45, top), above.clone())
+        }))?;
         chart.draw_series(stats.iter().map(|(x, s)| {
             let xc = *x + slot * 0.45;
             PathElement::new(
@@ -85,8 +98,11 @@ pub fn latency_svg(report: &Report, path: &Path) -> Result<(), Box<dyn std::erro
         )))?;
         chart.draw_series(std::iter::once(Text::new(
             format!("target {label}"),
-            (n - 0.02 * n, y),
-            ("sans-serif", 12).into_font().color(&RED),
+            (n - 0.01 * n, y),
+            ("sans-serif", 12)
+                .into_font()
+                .color(&RED)
+                .pos(Pos::new(HPos::Right, VPos::Bottom)),
         )))?;
     }
     chart
@@ -98,12 +114,8 @@ pub fn latency_svg(report: &Report, path: &Path) -> Result<(), Box<dyn std::erro
     // Scenario names under each group of bars.
     for (si, sc) in scenarios.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(si as f64 + 0.5, Y_MIN));
-        let style = TextStyle::from(("sans-serif", 13).into_font()).pos(
-            plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Center,
-                plotters::style::text_anchor::VPos::Top,
-            ),
-        );
+        let style =
+            TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         root.draw(&Text::new(
             format!("{} pods", sc.pods),
             (px, py + 8),

@@ -23,6 +23,9 @@ pub struct RunResult {
     pub cpu_ms_mean: f64,
     pub cpu_ms_max: f64,
     pub rss_kb_max: u64,
+    /// Kernel counters over the run (scale runs): `dns_rcvbuf_drops` (UDP
+    /// receive-buffer drops in the DNS namespace), `echo_out`, `echo_reply_in`.
+    pub counters: BTreeMap<&'static str, i64>,
 }
 
 impl RunResult {
@@ -158,6 +161,8 @@ pub struct Report {
     pub latency: BTreeMap<(Scenario, Contender), Vec<RunResult>>,
     pub scale: BTreeMap<usize, Vec<RunResult>>,
     pub runtime: Option<Duration>,
+    /// The PEERGATE_BENCH_* variables of this run, for the header.
+    pub env: Vec<String>,
 }
 
 fn ok_runs(runs: &[RunResult]) -> impl Iterator<Item = &RunResult> {
@@ -188,6 +193,10 @@ impl Report {
             latency: BTreeMap::new(),
             scale: BTreeMap::new(),
             runtime: None,
+            env: std::env::vars()
+                .filter(|(k, _)| k.starts_with("PEERGATE_BENCH_"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
         }
     }
 
@@ -241,9 +250,14 @@ impl Report {
         let mut s = String::new();
         let w = &mut s;
         writeln!(w, "# peergate benchmark results\n").unwrap();
+        let env = if self.env.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", self.env.join(" "))
+        };
         writeln!(
             w,
-            "Produced by `cargo bench --bench bench` (benches/bench/, run as root on the e2e bed)."
+            "Produced by `{env}cargo bench --bench bench` (benches/bench/, run as root on the e2e bed)."
         )
         .unwrap();
         writeln!(w, "{}\n", machine_line()).unwrap();
@@ -358,22 +372,25 @@ impl Report {
         writeln!(
             w,
             "One single-stack IPv4 pod (index 0, kubelet-style hosts file and resolv.conf) checks \
-             {n} peers: itself plus {} addresses on a dummy interface of a peer namespace on the \
+             {n} peers: itself plus {} addresses on the loopback interface of a peer namespace on the \
              bridge, each with an A record in the cluster dnsmasq. *Wall* is the command's own run \
              time (process start to exit, all peers reachable); median [min–max] of {} runs. \
              fping gets the same FQDNs as peergate (trailing dot, so no search-list walk); the \
              seed loop uses its short names through the search list. DNS counts the queries the \
-             cluster DNS received from the pod during the command.\n",
+             cluster DNS received from the pod during the command; *DNS drops* the UDP datagrams \
+             the DNS server's namespace dropped for a full receive buffer (kernel counter \
+             Udp:RcvbufErrors); *echo out / replies in* the pod's ICMP echo requests sent and \
+             echo replies received by its kernel (more out than peers: retries).\n",
             n - 1,
             self.scale_reps
         )
         .unwrap();
         writeln!(
             w,
-            "| contender | ok | wall (s) | × peergate | CPU ms | peak RSS MB | DNS queries | A / AAAA / PTR | per peer |"
+            "| contender | ok | wall (s) | × peergate | CPU ms | peak RSS MB | DNS queries | A / AAAA / PTR | per peer | DNS drops | echo out / replies in |"
         )
         .unwrap();
-        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---|---:|").unwrap();
+        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|").unwrap();
         let pg = self.scale_field(0, |r| r.wall_s.unwrap_or(f64::NAN));
         for (&c, runs) in &self.scale {
             let ok = ok_runs(runs).count();
@@ -382,6 +399,9 @@ impl Report {
             let rss = self.scale_field(c, |r| mb(r.rss_kb_max as f64));
             let dns = self.scale_field(c, |r| r.dns_total as f64);
             let typ = |t: &'static str| self.scale_field(c, move |r| r.dns(t) as f64);
+            let cnt = |k: &'static str| {
+                self.scale_field(c, move |r| r.counters.get(k).copied().unwrap_or(0) as f64)
+            };
             let show = |x: Option<Stat>, p: usize| x.map_or("–".into(), |x| x.show(p));
             let med = |x: Option<Stat>| x.map_or("–".into(), |x| format!("{:.0}", x.median));
             let vs = match (wall, pg) {
@@ -390,7 +410,7 @@ impl Report {
             };
             writeln!(
                 w,
-                "| {} | {ok}/{} | {} | {vs} | {} | {} | {} | {} / {} / {} | {} |",
+                "| {} | {ok}/{} | {} | {vs} | {} | {} | {} | {} / {} / {} | {} | {} | {} / {} |",
                 SCALE_CONTENDERS[c],
                 runs.len(),
                 show(wall, 3),
@@ -401,6 +421,9 @@ impl Report {
                 med(typ("AAAA")),
                 med(typ("PTR")),
                 dns.map_or("–".into(), |d| format!("{:.2}", d.median / n as f64)),
+                show(cnt("dns_rcvbuf_drops"), 0),
+                med(cnt("echo_out")),
+                med(cnt("echo_reply_in")),
             )
             .unwrap();
         }
@@ -605,8 +628,21 @@ fn machine_line() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let src = match git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+    ]) {
+        s if s.is_empty() => "",
+        s if s == "?" => ", working tree unknown",
+        _ => " plus uncommitted changes in src/ or Cargo files",
+    };
     format!(
-        "Run {date} on {cpu}, {cores} cores, Linux {kernel}; peergate at commit {} (release build).",
+        "Run {date} on {cpu}, {cores} cores, Linux {kernel}; peergate at commit {}{src} \
+         (release build).",
         git(&["rev-parse", "--short", "HEAD"])
     )
 }

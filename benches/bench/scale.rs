@@ -4,13 +4,13 @@
 //!
 //! ```text
 //!  pod 0 (10.244.1.10)  ── bridge ──  peer namespace <id>q (10.244.1.x on eth0)
-//!  route 10.250.0.0/16 via <peer ns>                 dummy d0: 10.250.a.b/32 × (N-1)
+//!  route 10.250.0.0/16 via <peer ns>                 lo: 10.250.a.b/32 × (N-1)
 //! ```
 //!
 //! Peer i (1..N) is `<job>-<i>.<svc>.<ns>.svc.cluster.local` with an A
 //! record for 10.250.<i / 200>.<i % 200 + 1> in the cluster dnsmasq; peer 0
 //! is the pod itself. The peer namespace answers echo requests for every
-//! address on its dummy interface, so one neighbour entry (the peer
+//! address on its loopback, so one neighbour entry (the peer
 //! namespace's bridge address) serves all of them.
 
 use crate::Knobs;
@@ -49,9 +49,11 @@ pub fn run_all(k: &Knobs, report: &mut Report) {
     bed.add_namespace(&peer_ns);
     let (_, gw, _) = bed.connect(&peer_ns, "eth0");
     let gw = gw.expect("the bed is IPv4");
-    let mut script = String::from("link add d0 type dummy\nlink set d0 up\n");
+    // This kernel has no dummy interfaces; loopback holds the addresses
+    // just as well (the namespace answers for every local address).
+    let mut script = String::from("link set lo up\n");
     for i in 1..n {
-        writeln!(script, "addr add {}/32 dev d0", peer_addr(i)).unwrap();
+        writeln!(script, "addr add {}/32 dev lo", peer_addr(i)).unwrap();
     }
     run_ok("ip", &["-n", &peer_ns, "-batch", "-"], Some(&script));
     let pod_ns = bed.pod(0).expect("pod 0").ns.clone();
@@ -82,6 +84,20 @@ pub fn run_all(k: &Knobs, report: &mut Report) {
         "bench: scale bed with {n} peers ready in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    if let Some(secs) = std::env::var("PEERGATE_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        // For profiling by hand: the bed stays up (bounded) for commands
+        // such as `ip netns exec <pod ns> unshare --uts sh -c '...'`.
+        eprintln!(
+            "bench: holding the scale bed for {secs}s: pod namespace {pod_ns} (hostname {}, \
+             JOB_COMPLETION_INDEX=0), cluster namespace {}",
+            bed.hostname(0),
+            bed.cluster_ns()
+        );
+        std::thread::sleep(Duration::from_secs(secs.min(1800)));
+    }
     let names: Vec<String> = (0..n).map(|i| format!("{}.", bed.fqdn(i))).collect();
     for rep in 0..k.scale_reps {
         for (c, label) in SCALE_CONTENDERS.iter().enumerate() {
@@ -126,6 +142,8 @@ fn run_contender(bed: &mut Bed, k: &Knobs, c: usize, rep: usize, names: &[String
         argv.extend(names.iter().cloned());
     }
     let before = bed.dns_queries(Tier::Cluster).len();
+    let cluster_ns = bed.cluster_ns().to_string();
+    let snmp0 = (snmp(bed, &cluster_ns), snmp(bed, &pod.ns));
     let cmd = PodCommand {
         name,
         argv: wrap::wrapped(&rusage, &argv),
@@ -139,11 +157,47 @@ fn run_contender(bed: &mut Bed, k: &Knobs, c: usize, rep: usize, names: &[String
         .filter(|q| q.from == pod.ip())
         .cloned()
         .collect();
+    let snmp1 = (snmp(bed, &cluster_ns), snmp(bed, &pod.ns));
     let usage = Usage::read(&rusage);
     let mut r = RunResult::from_usages(&[usage], &queries);
+    let delta = |a: &Snmp, b: &Snmp, k: &str| b.get(k).unwrap_or(&0) - a.get(k).unwrap_or(&0);
+    r.counters.insert(
+        "dns_rcvbuf_drops",
+        delta(&snmp0.0, &snmp1.0, "Udp:RcvbufErrors"),
+    );
+    r.counters
+        .insert("echo_out", delta(&snmp0.1, &snmp1.1, "Icmp:OutEchos"));
+    r.counters.insert(
+        "echo_reply_in",
+        delta(&snmp0.1, &snmp1.1, "Icmp:InEchoReps"),
+    );
     r.wall_s = usage.map(|u| u.wall_s());
     if exit.is_none() {
         r.fail(format!("killed after {LIMIT:?}"));
     }
     r
+}
+
+type Snmp = std::collections::BTreeMap<String, i64>;
+
+/// Counters of /proc/net/snmp in namespace `ns` as `Proto:Name` → value
+/// (UDP receive-buffer drops at the DNS server, ICMP echoes of the pod).
+fn snmp(bed: &Bed, ns: &str) -> Snmp {
+    let text = bed.ns_exec(ns, &["cat", "/proc/net/snmp"]);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Snmp::new();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let mut n = names.split_whitespace();
+        let mut v = values.split_whitespace();
+        let (Some(proto), Some(_)) = (n.next(), v.next()) else {
+            continue;
+        };
+        for (name, value) in n.zip(v) {
+            if let Ok(x) = value.parse() {
+                out.insert(format!("{proto}{name}"), x);
+            }
+        }
+    }
+    out
 }
