@@ -101,7 +101,7 @@ pub fn run_all(k: &Knobs, report: &mut Report) {
                 for &c in &k.contenders {
                     let sc = Scenario { pods, dns };
                     let t = Instant::now();
-                    let r = run_one(k, sc, c);
+                    let r = run_one(k, sc, c, rep);
                     eprintln!(
                         "bench: rep {}/{reps} {pods} pods, {}, {}: {} (run took {:.1}s)",
                         rep + 1,
@@ -138,6 +138,17 @@ fn argv(k: &Knobs, c: Contender, bed: &Bed, pods: usize, token: &str) -> Vec<Str
             GATE_TIMEOUT,
         ]),
     }
+}
+
+/// How long the last pod starts after the last early gate in repetition
+/// `rep`: `late_s` plus a fraction of a second that differs per repetition
+/// (golden-ratio steps, spread evenly over [0, 1)) and is the same for every
+/// contender of that repetition. Polling loops retry once a second, so with
+/// a fixed delay each contender would always meet the late pod at the same
+/// phase of its retry cycle and the comparison would measure that phase.
+pub fn late_delay(k: &Knobs, rep: usize) -> f64 {
+    let phase = ((rep + 1) as f64 * 0.618_033_988_75).fract();
+    k.late_s + if k.late_jitter { phase } else { 0.0 }
 }
 
 /// MAC address of pod `i`'s eth0.
@@ -206,7 +217,7 @@ fn gate(bed: &mut Bed, i: usize, argv: &[String]) -> ProcId {
 /// starts right after its own record, before the next pod's record exists,
 /// so early gates also see early siblings missing at first (NXDOMAIN, which
 /// a negative-cache tier then keeps).
-pub fn run_one(k: &Knobs, sc: Scenario, c: Contender) -> RunResult {
+pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
     let cfg = BedConfig {
         neg_cache_ttl: sc.dns.neg_ttl(),
         ..BedConfig::default()
@@ -234,7 +245,7 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender) -> RunResult {
             ids.push(gate(&mut bed, i, &argv));
         }
     }
-    std::thread::sleep(Duration::from_secs_f64(k.late_s));
+    std::thread::sleep(Duration::from_secs_f64(late_delay(k, rep)));
     bed.start_pod(late);
     pin_all(&bed, &(0..sc.pods).collect::<Vec<_>>(), &[late]);
     bed.publish(late);

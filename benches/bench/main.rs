@@ -10,7 +10,7 @@
 //! It measures two things, every contender in the same run:
 //!
 //! * Release latency: N pods (3, 16, 64) of which the last starts late (2 s
-//!   after the others' gates have all started; their sandboxes and DNS
+//!   plus a per-repetition fraction of a second after the others' gates have all started; their sandboxes and DNS
 //!   records exist before the first gate starts), with plain cluster DNS and behind a
 //!   negative-cache tier of 5 s and of 30 s. Contenders: the seed loop
 //!   (tests/seed_loop.sh), peergate ping mode (`--peers N`, default flags),
@@ -34,7 +34,8 @@
 //! | PEERGATE_BENCH_PODS           | 3,16,64          | job sizes                                 |
 //! | PEERGATE_BENCH_DNS            | plain,neg5,neg30 | DNS setups (`negN`: N s negative cache)   |
 //! | PEERGATE_BENCH_CONTENDERS     | seed,ping,barrier| latency contenders                        |
-//! | PEERGATE_BENCH_LATE           | 2                | seconds the last pod starts late          |
+//! | PEERGATE_BENCH_LATE           | 2                | seconds the last pod starts late (plus the jitter) |
+//! | PEERGATE_BENCH_JITTER         | 1                | 0: no per-repetition fraction of a second added to the late start |
 //! | PEERGATE_BENCH_STAGGER        | 0                | 1: each early gate starts before the next pod exists |
 //! | PEERGATE_BENCH_SCALE          | 1000             | peers of the scale run (0: skip it)       |
 //! | PEERGATE_BENCH_SCALE_REPS     | PEERGATE_BENCH_REPS | repetitions of the scale run           |
@@ -65,6 +66,7 @@ pub struct Knobs {
     pub contenders: Vec<latency::Contender>,
     pub late_s: f64,
     pub stagger: bool,
+    pub late_jitter: bool,
     pub scale: usize,
     pub scale_reps: usize,
     pub out: PathBuf,
@@ -114,6 +116,7 @@ impl Knobs {
             ),
             late_s: parse_num("PEERGATE_BENCH_LATE", "2"),
             stagger: env_or("PEERGATE_BENCH_STAGGER", "0") == "1",
+            late_jitter: env_or("PEERGATE_BENCH_JITTER", "1") == "1",
             scale: parse_num("PEERGATE_BENCH_SCALE", "1000"),
             scale_reps: parse_num("PEERGATE_BENCH_SCALE_REPS", &reps_s),
             out: std::env::var_os("PEERGATE_BENCH_OUT")

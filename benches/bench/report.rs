@@ -156,6 +156,7 @@ pub struct Report {
     pub reps_big: usize,
     pub late_s: f64,
     pub stagger: bool,
+    pub late_jitter: bool,
     pub scale_peers: usize,
     pub scale_reps: usize,
     pub latency: BTreeMap<(Scenario, Contender), Vec<RunResult>>,
@@ -188,6 +189,7 @@ impl Report {
             reps_big: k.reps_big,
             late_s: k.late_s,
             stagger: k.stagger,
+            late_jitter: k.late_jitter,
             scale_peers: k.scale,
             scale_reps: k.scale_reps,
             latency: BTreeMap::new(),
@@ -278,7 +280,7 @@ impl Report {
         writeln!(
             w,
             "N pods; {} the last pod (sandbox, DNS record, gate) \
-             starts {:.1} s after the last early gate. *Release* is the time from the late pod's gate \
+             starts {:.1} s{} after the last early gate. *Release* is the time from the late pod's gate \
              process start until the last gate of the job exits 0. Figures are median [min–max] \
              over the successful runs (`ok` = successful/total; {} repetitions, {} for 64 pods and more). \
              *DNS* counts the queries received by the tier the pods query (the negative cache \
@@ -294,6 +296,13 @@ impl Report {
                  start one after the other;"
             },
             self.late_s,
+            if self.late_jitter {
+                " plus a fraction of a second that differs per repetition (golden-ratio steps over \
+                 [0, 1) s, the same for every contender of a repetition, so that no contender always \
+                 meets the late pod at the same phase of its 1 s retry cycle)"
+            } else {
+                ""
+            },
             self.reps,
             self.reps_big
         )
