@@ -116,3 +116,51 @@ fn rcode_name(code: ResponseCode) -> String {
         other => format!("{other:?}").to_uppercase(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hickory_resolver::net::NoRecords;
+    use hickory_resolver::proto::op::Query;
+    use hickory_resolver::proto::rr::RecordType;
+
+    use super::*;
+
+    fn no_records(code: ResponseCode) -> NetError {
+        let query = Query::query(
+            Name::from_ascii("example-job-2.svc.").unwrap(),
+            RecordType::A,
+        );
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords::new(query, code)))
+    }
+
+    #[test]
+    fn resolver_errors_become_the_causes_users_read() {
+        assert_eq!(
+            classify(&no_records(ResponseCode::NXDomain)),
+            Cause::NxDomain
+        );
+        assert_eq!(
+            classify(&no_records(ResponseCode::NoError)),
+            Cause::NoRecords
+        );
+        // An offline Docker engine forwards unknown names upstream and gets
+        // SERVFAIL: a server failure, not a missing name.
+        let servfail = classify(&NetError::Dns(DnsError::ResponseCode(
+            ResponseCode::ServFail,
+        )));
+        assert_eq!(servfail, Cause::DnsFailure("SERVFAIL".into()));
+        assert_eq!(servfail.to_string(), "DNS server failure (SERVFAIL)");
+        assert_eq!(
+            classify(&NetError::Dns(DnsError::ResponseCode(
+                ResponseCode::Refused
+            ))),
+            Cause::DnsFailure("REFUSED".into())
+        );
+        assert_eq!(classify(&NetError::Timeout), Cause::DnsTimeout);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            classify(&NetError::Io(std::sync::Arc::new(refused))),
+            Cause::DnsUnreachable(_)
+        ));
+    }
+}
