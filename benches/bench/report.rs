@@ -144,11 +144,12 @@ impl Stat {
 }
 
 /// Scale contenders, in the order they run.
-pub const SCALE_CONTENDERS: [&str; 4] = [
+pub const SCALE_CONTENDERS: [&str; 5] = [
     "peergate --peers N",
     "fping -i 1",
     "seed loop",
     "fping (default -i 10)",
+    "peergate --peers N --concurrency 128",
 ];
 
 pub struct Report {

@@ -136,7 +136,18 @@ fn run_contender(bed: &mut Bed, k: &Knobs, c: usize, rep: usize, names: &[String
             n.to_string(),
         ],
         3 => vec!["fping".into()],
-        _ => unreachable!("four scale contenders"),
+        // Default flags but half the concurrency: shows what the default
+        // of 256 probes in flight costs (see the README's reading).
+        4 => vec![
+            k.peergate.display().to_string(),
+            "--peers".into(),
+            n.to_string(),
+            "--concurrency".into(),
+            "128".into(),
+            "--timeout".into(),
+            "100s".into(),
+        ],
+        _ => unreachable!("five scale contenders"),
     };
     if matches!(c, 1 | 3) {
         argv.extend(names.iter().cloned());
