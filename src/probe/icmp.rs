@@ -25,12 +25,26 @@ pub struct IcmpProber {
 
 const PAYLOAD: &[u8] = b"peergate";
 
+/// Receive buffer asked for on each ICMP socket. All echo replies of a burst
+/// (up to --concurrency of them) arrive at once and wait there until the
+/// receive task runs; the default buffer (net.core.rmem_default, 208 KiB)
+/// holds about 200 and drops the rest, which then cost a retry an interval
+/// later. The kernel caps the request at net.core.rmem_max.
+const RECV_BUFFER: usize = 4 << 20;
+
 fn open_client(kind: ICMP) -> io::Result<(Client, &'static str)> {
     let config = Config::builder()
         .kind(kind)
         .sock_type_hint(socket2::Type::DGRAM)
         .build();
     let client = Client::new(&config)?;
+    let fd = client.get_socket().get_native_sock();
+    // SAFETY: `fd` belongs to the client's socket, which `client` keeps open
+    // for longer than this borrow lasts.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if let Err(e) = socket2::SockRef::from(&borrowed).set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!("cannot enlarge the ICMP receive buffer: {e}");
+    }
     let label = if client.get_socket().get_type() == socket2::Type::DGRAM {
         "unprivileged DGRAM socket"
     } else {
