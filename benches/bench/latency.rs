@@ -4,6 +4,7 @@ use crate::Knobs;
 use crate::report::{Report, RunResult};
 use crate::support::bed::{Bed, BedConfig, PodCommand, ProcId, Tier, run_ok};
 use crate::wrap::{self, Usage};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -151,6 +152,39 @@ pub fn late_delay(k: &Knobs, rep: usize) -> f64 {
     k.late_s + if k.late_jitter { phase } else { 0.0 }
 }
 
+/// Longest wait for every early gate to ask for the late pod's name.
+const ASK_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits (bounded) until each early pod has asked the DNS tier for the late
+/// pod's name at least once, i.e. every early gate is waiting for it. On a
+/// 2-core machine 63 seed loops, which walk their peers one `ping` process
+/// at a time, need seconds of CPU to get there; a late pod that started
+/// before would not be late for them. Returns how many had not asked.
+fn wait_until_asked(bed: &Bed, tier: Tier, early: &[usize], late: usize) -> Result<(), usize> {
+    let prefix = format!("{}.{}.", bed.hostname(late), bed.cfg.subdomain);
+    let ips: Vec<IpAddr> = early
+        .iter()
+        .map(|&i| bed.pod(i).expect("pod").ip())
+        .collect();
+    let deadline = Instant::now() + ASK_LIMIT;
+    loop {
+        let asked: HashSet<IpAddr> = bed
+            .dns_queries(tier)
+            .into_iter()
+            .filter(|q| q.name.starts_with(&prefix))
+            .map(|q| q.from)
+            .collect();
+        let missing = ips.iter().filter(|ip| !asked.contains(ip)).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(missing);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// MAC address of pod `i`'s eth0.
 fn mac(bed: &Bed, i: usize) -> String {
     let ns = &bed.pod(i).expect("pod").ns;
@@ -212,8 +246,9 @@ fn gate(bed: &mut Bed, i: usize, argv: &[String]) -> ProcId {
 
 /// One run. The sandboxes of pods 0..N-2 are created first; by default all
 /// their DNS records are published before their gates start (a job whose
-/// pods came up together), and `late_s` after the last of those gates pod
-/// N-1 starts (sandbox, record, gate). With `stagger` each early pod's gate
+/// pods came up together). Once every early gate has asked for the late
+/// pod's name, and [`late_delay`] later, pod N-1 starts (sandbox, record,
+/// gate). With `stagger` each early pod's gate
 /// starts right after its own record, before the next pod's record exists,
 /// so early gates also see early siblings missing at first (NXDOMAIN, which
 /// a negative-cache tier then keeps).
@@ -245,6 +280,12 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
             ids.push(gate(&mut bed, i, &argv));
         }
     }
+    let tier = if sc.dns.neg_ttl().is_some() {
+        Tier::Cache
+    } else {
+        Tier::Cluster
+    };
+    let waiting = wait_until_asked(&bed, tier, &early, late);
     std::thread::sleep(Duration::from_secs_f64(late_delay(k, rep)));
     bed.start_pod(late);
     pin_all(&bed, &(0..sc.pods).collect::<Vec<_>>(), &[late]);
@@ -266,17 +307,16 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
     let ips: Vec<IpAddr> = (0..sc.pods)
         .map(|i| bed.pod(i).expect("pod").ip())
         .collect();
-    let tier = if sc.dns.neg_ttl().is_some() {
-        Tier::Cache
-    } else {
-        Tier::Cluster
-    };
     let queries: Vec<_> = bed
         .dns_queries(tier)
         .into_iter()
         .filter(|q| ips.contains(&q.from))
         .collect();
     let mut r = RunResult::from_usages(&usages, &queries);
+    if let Err(missing) = waiting {
+        r.note =
+            format!("{missing} early gate(s) had not asked for the late pod within {ASK_LIMIT:?}");
+    }
     if stuck > 0 {
         r.fail(format!(
             "{stuck} gate(s) still running after {:?}",
