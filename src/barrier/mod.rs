@@ -10,11 +10,12 @@
 //! late pod's arrival reaches it directly, whatever a negative DNS cache
 //! still says).
 //!
-//! An instance leaves only when it has met every peer, which includes that
-//! every peer has recorded it; before closing it half-closes each
-//! connection and waits (briefly) for the peer's end, so the peer has read
-//! our ACK and will not dial us again. Nobody is stranded: a peer we met
-//! no longer needs us, and a peer we have not met keeps us here.
+//! An instance leaves only when it has met every peer. By then every peer
+//! has our HELLO and our ACK too: both were written on the connection before
+//! we read the peer's ACK, and TCP delivers them even after we exit (the
+//! peer sends nothing after its ACK, so our close is a clean FIN, never a
+//! reset). Nobody is stranded: a peer we met no longer needs us, and a peer
+//! we have not met keeps us here.
 //!
 //! Hostile input is contained: frames are size-limited and read under a
 //! deadline, at most [`MAX_CONNECTIONS`] incoming connections are served at
@@ -27,7 +28,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,8 +52,6 @@ use proto::{Decoded, Frame, Hello, ProtoError};
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time a peer has to send each frame.
 pub const FRAME_DEADLINE: Duration = Duration::from_secs(2);
-/// Longest wait for the peer to close its side after our ACK.
-pub const LINGER: Duration = Duration::from_secs(2);
 
 /// One peer as the barrier sees it.
 #[derive(Debug, Clone)]
@@ -127,28 +125,6 @@ struct Shared {
     changed: Notify,
     /// Unmet peers for which a new address was learned: dial them now.
     wake: Mutex<Vec<usize>>,
-    /// Handshakes past a valid HELLO and not yet finished.
-    peer_handshakes: AtomicUsize,
-    handshake_ended: Notify,
-}
-
-/// Counts a handshake with a real peer for as long as it lives.
-struct PeerHandshake<'a>(&'a Shared);
-
-impl<'a> PeerHandshake<'a> {
-    fn begin(shared: &'a Shared) -> Self {
-        shared.peer_handshakes.fetch_add(1, Ordering::AcqRel);
-        Self(shared)
-    }
-}
-
-impl Drop for PeerHandshake<'_> {
-    fn drop(&mut self) {
-        self.0.peer_handshakes.fetch_sub(1, Ordering::AcqRel);
-        // notify_one keeps a permit when nobody waits yet, so the release
-        // loop cannot miss the last end between its check and its wait.
-        self.0.handshake_ended.notify_one();
-    }
 }
 
 impl Shared {
@@ -300,7 +276,6 @@ async fn handshake(
         Frame::Ack { .. } => return Err(HandshakeError::Rejected("ACK before HELLO".into())),
     };
     let slot = shared.check(&hello)?;
-    let _counted = PeerHandshake::begin(shared);
     let index = hello.index;
     shared.record_hello(slot, hello, remote);
     let ack = proto::encode(&Frame::Ack {
@@ -317,18 +292,10 @@ async fn handshake(
         }
     }
     shared.record_ack(slot, remote, direction);
-    // Half-close and wait for the peer's end: once it closes, it has read
-    // our ACK, so it has met us and will not dial again.
+    // Our ACK went out before we read the peer's, and the peer sends
+    // nothing after its ACK: closing now is a clean FIN, and the kernel
+    // delivers the ACK even after this process has exited.
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 64];
-    let _ = timeout(LINGER, async {
-        while let Ok(n) = stream.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
     Ok(slot)
 }
 
@@ -409,8 +376,6 @@ impl<R: Resolve> Barrier<R> {
                 by_index,
                 changed: Notify::new(),
                 wake: Mutex::new(Vec::new()),
-                peer_handshakes: AtomicUsize::new(0),
-                handshake_ended: Notify::new(),
             }),
             resolver,
             listener: Some(listener),
@@ -540,17 +505,10 @@ impl<R: Resolve> Barrier<R> {
                 ),
             }
         }
-        // Stop accepting. Handshakes with real peers (a valid HELLO came
-        // in) may finish, bounded, so every peer we met surely has our ACK;
-        // anything else (a stranger, a client that sends nothing) is cut off
-        // rather than allowed to hold up the release.
+        // Every peer has our HELLO and our ACK (both were written before we
+        // read its ACK), so what is still in flight is a duplicate connection
+        // or a stranger: neither may hold up the release.
         drop(listener);
-        let _ = timeout(LINGER + FRAME_DEADLINE, async {
-            while self.shared.peer_handshakes.load(Ordering::Acquire) > 0 {
-                self.shared.handshake_ended.notified().await;
-            }
-        })
-        .await;
         dialing.abort_all();
         serving.abort_all();
     }
