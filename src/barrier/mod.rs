@@ -387,11 +387,13 @@ impl<R: Resolve> Barrier<R> {
 
     /// A snapshot of every peer.
     pub fn members(&self) -> Vec<Member> {
-        self.shared
-            .members
-            .lock()
-            .expect("no panics while locked")
-            .clone()
+        self.inspect(<[Member]>::to_vec)
+    }
+
+    /// Looks at the peers under the lock, without copying them (the run
+    /// loop asks on every turn).
+    fn inspect<T>(&self, f: impl FnOnce(&[Member]) -> T) -> T {
+        f(&self.shared.members.lock().expect("no panics while locked"))
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -399,15 +401,15 @@ impl<R: Resolve> Barrier<R> {
     }
 
     pub fn met_count(&self) -> usize {
-        self.members().iter().filter(|m| m.is_met()).count()
+        self.inspect(|ms| ms.iter().filter(|m| m.is_met()).count())
     }
 
     pub fn peer_count(&self) -> usize {
-        self.members().len()
+        self.inspect(<[Member]>::len)
     }
 
     fn all_met(&self) -> bool {
-        self.members().iter().all(Member::is_met)
+        self.inspect(|ms| ms.iter().all(Member::is_met))
     }
 
     /// `2/3 met; waiting on example-job-2...: NXDOMAIN`.
@@ -455,7 +457,7 @@ impl<R: Resolve> Barrier<R> {
                 match due.peek() {
                     Some(Reverse((at, _))) if *at <= now => {
                         let Reverse((_, slot)) = due.pop().expect("peeked");
-                        if !self.members()[slot].is_met() && in_flight.insert(slot) {
+                        if !self.inspect(|ms| ms[slot].is_met()) && in_flight.insert(slot) {
                             self.spawn_dial(&mut dialing, slot, now);
                         }
                     }
