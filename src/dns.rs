@@ -20,6 +20,7 @@ use hickory_resolver::{Resolver, TokioResolver};
 use crate::cause::Cause;
 use crate::config::{DnsSettings, Family};
 use crate::error::ConfigError;
+use crate::peers::Target;
 
 /// Something that turns a name into addresses; the gate is generic over it
 /// so its timing can be tested without a DNS server.
@@ -28,6 +29,22 @@ pub trait Resolve: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl std::future::Future<Output = Result<Vec<IpAddr>, Cause>> + Send;
+}
+
+/// The addresses of `target`: the address itself for an IP literal, else
+/// a fresh lookup of the name. The one resolve step of every attempt, in
+/// ping and barrier mode alike.
+pub async fn addresses<R: Resolve>(
+    target: &Target,
+    resolver: Option<&R>,
+) -> Result<Vec<IpAddr>, Cause> {
+    match target {
+        Target::Addr(a) => Ok(vec![*a]),
+        Target::Name(name) => match resolver {
+            Some(r) => r.resolve(name).await,
+            None => Err(Cause::Dns("no resolver configured".into())),
+        },
+    }
 }
 
 pub struct Dns {

@@ -12,23 +12,22 @@
 //! under its own deadline and signal handling, drops the future, and reads
 //! the trackers for the report.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::cause::Cause;
-use crate::dns::Resolve;
+use crate::dns::{self, Resolve};
 use crate::duration::human;
 use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::peers::{Peer, Target};
 use crate::probe::Probe;
 use crate::report;
+use crate::schedule::{Scheduler, Wake};
 
 /// Failed lookups of this pod's own name, with DNS answering, after which
 /// the `publishNotReadyAddresses` diagnosis is logged.
@@ -192,62 +191,34 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
     /// Runs until every peer is reachable. Cancel-safe: dropping the future
     /// aborts the attempts in flight and leaves the trackers as they were.
     pub async fn run(&mut self) {
-        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..self.trackers.len())
-            .map(|i| Reverse((self.start, i)))
-            .collect();
-        let mut inflight: JoinSet<(usize, Instant, AttemptOutput)> = JoinSet::new();
-        let mut progress = interval_at(self.start + self.interval, self.interval);
-        progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
-
-        loop {
-            if self.all_reached() {
-                return;
-            }
+        let mut schedule = Scheduler::new(self.concurrency, self.start, self.interval);
+        for i in 0..self.trackers.len() {
+            schedule.schedule(i, self.start);
+        }
+        while !self.all_reached() {
             let now = Instant::now();
-            while inflight.len() < self.concurrency {
-                match due.peek() {
-                    Some(Reverse((at, _))) if *at <= now => {
-                        let Reverse((_, i)) = due.pop().expect("peeked");
-                        self.spawn_attempt(&mut inflight, i, now);
-                    }
-                    _ => break,
-                }
+            while let Some(i) = schedule.next_due(now) {
+                let tracker = &self.trackers[i];
+                let target = tracker.peer.target.clone();
+                let resolve_only = tracker.role == Role::SelfCheck;
+                let resolver = self.resolver.clone();
+                let prober = Arc::clone(&self.prober);
+                schedule.start(i, now, attempt(target, resolver, prober, resolve_only));
             }
-            let next_due = if inflight.len() < self.concurrency {
-                due.peek().map(|Reverse((at, _))| *at)
-            } else {
-                None
-            };
-
-            tokio::select! {
-                joined = inflight.join_next(), if !inflight.is_empty() => {
-                    let (i, started, out) = joined
-                        .expect("guarded by is_empty")
-                        .expect("attempt tasks do not panic");
-                    if self.apply(i, out) {
-                        due.push(Reverse((started + self.interval, i)));
+            match schedule.wait().await {
+                Wake::Done {
+                    key,
+                    started,
+                    output,
+                } => {
+                    if self.apply(key, output) {
+                        schedule.schedule(key, started + self.interval);
                     }
                 }
-                _ = sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
-                _ = progress.tick() => self.log_progress(),
+                Wake::Due => {}
+                Wake::Tick => self.log_progress(),
             }
         }
-    }
-
-    fn spawn_attempt(
-        &self,
-        inflight: &mut JoinSet<(usize, Instant, AttemptOutput)>,
-        i: usize,
-        now: Instant,
-    ) {
-        let target = self.trackers[i].peer.target.clone();
-        let resolve_only = self.trackers[i].role == Role::SelfCheck;
-        let resolver = self.resolver.clone();
-        let prober = Arc::clone(&self.prober);
-        inflight.spawn(async move {
-            let out = attempt(target, resolver, prober, resolve_only).await;
-            (i, now, out)
-        });
     }
 
     /// Records an attempt; returns whether tracker `i` needs another one.
@@ -341,26 +312,16 @@ pub async fn attempt<R: Resolve, P: Probe>(
     prober: Arc<P>,
     resolve_only: bool,
 ) -> AttemptOutput {
-    let (addrs, resolved) = match target {
-        Target::Addr(a) => (vec![a], None),
-        Target::Name(name) => {
-            let Some(resolver) = resolver else {
-                return AttemptOutput {
-                    resolved: None,
-                    result: Err(Cause::Dns("no resolver configured".into())),
-                };
+    let addrs = match dns::addresses(&target, resolver.as_deref()).await {
+        Ok(addrs) => addrs,
+        Err(cause) => {
+            return AttemptOutput {
+                resolved: None,
+                result: Err(cause),
             };
-            match resolver.resolve(&name).await {
-                Ok(addrs) => (addrs.clone(), Some(addrs)),
-                Err(cause) => {
-                    return AttemptOutput {
-                        resolved: None,
-                        result: Err(cause),
-                    };
-                }
-            }
         }
     };
+    let resolved = matches!(target, Target::Name(_)).then(|| addrs.clone());
     if resolve_only {
         let result = addrs
             .first()

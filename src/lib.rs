@@ -17,5 +17,7 @@ pub mod identity;
 pub mod outcome;
 pub mod peers;
 pub mod probe;
+pub mod rendezvous;
 pub mod report;
 pub mod run;
+pub mod schedule;
