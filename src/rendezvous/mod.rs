@@ -1,0 +1,4 @@
+pub mod auth;
+pub mod members;
+pub mod proto;
+pub mod topology;
