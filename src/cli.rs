@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 
+use clap::builder::FalseyValueParser;
 use clap::{Parser, ValueEnum};
 
 const ABOUT: &str =
@@ -276,8 +277,9 @@ pub struct Args {
     )]
     pub port: String,
 
-    /// Shared secret identifying this Job's barrier (e.g. the Job's
-    /// controller-uid); hellos with another token are rejected.
+    /// Shared secret of this Job's barrier (e.g. the Job's controller-uid):
+    /// every handshake proves knowledge of it without sending it. Required
+    /// in barrier mode unless --insecure-no-token.
     #[arg(
         long,
         env = "PEERGATE_TOKEN",
@@ -286,6 +288,39 @@ pub struct Args {
         help_heading = "Barrier"
     )]
     pub token: Option<String>,
+
+    /// Run the barrier without a token: anyone who can reach the port can
+    /// join it or hold it up. For trusted test networks only.
+    #[arg(
+        long,
+        env = "PEERGATE_INSECURE_NO_TOKEN",
+        value_parser = FalseyValueParser::new(),
+        default_value_t = false,
+        help_heading = "Barrier"
+    )]
+    pub insecure_no_token: bool,
+
+    /// Address the barrier listens on and dials from [default: all
+    /// addresses]. Lets several instances share one host.
+    #[arg(
+        long,
+        env = "PEERGATE_LISTEN",
+        value_name = "ADDR",
+        help_heading = "Barrier"
+    )]
+    pub listen: Option<String>,
+
+    /// Keep the barrier running after the release, as a native sidecar:
+    /// admit late and replaced peers, keep the hand-off file current, answer
+    /// `peergate await`; exit 0 on SIGTERM.
+    #[arg(
+        long,
+        env = "PEERGATE_SERVE",
+        value_parser = FalseyValueParser::new(),
+        default_value_t = false,
+        help_heading = "Barrier"
+    )]
+    pub serve: bool,
 
     /// After the gate opens, atomically write the peer list to this file.
     #[arg(

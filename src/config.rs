@@ -91,10 +91,19 @@ pub struct HostfileSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BarrierSettings {
     pub port: u16,
-    pub token: String,
+    /// `None` only with --insecure-no-token.
+    pub token: Option<String>,
     /// Identifies the group of pods; part of every hello.
     pub job: String,
+    /// Listen on and dial from this address only.
+    pub listen: Option<IpAddr>,
+    /// Stay after the release (native sidecar).
+    pub serve: bool,
 }
+
+/// Longest accepted --token (any length works as an HMAC key; this only
+/// catches a value that is not what was meant, e.g. a whole file).
+pub const MAX_TOKEN: usize = 1024;
 
 /// Everything a run needs, validated.
 #[derive(Debug, Clone)]
@@ -304,27 +313,7 @@ impl Config {
         let barrier = match args.mode {
             Mode::Ping => None,
             Mode::Barrier => {
-                let token = non_empty(args.token.clone()).unwrap_or_default();
-                if token.len() > crate::barrier::proto::MAX_TOKEN {
-                    return Err(ConfigError::Other(format!(
-                        "invalid --token: {} bytes is longer than the {} allowed",
-                        token.len(),
-                        crate::barrier::proto::MAX_TOKEN
-                    )));
-                }
-                if job.is_empty() || job.len() > crate::barrier::proto::MAX_JOB {
-                    return Err(ConfigError::Other(format!(
-                        "invalid --job for the barrier: `{job}` must be 1 to {} bytes",
-                        crate::barrier::proto::MAX_JOB
-                    )));
-                }
-                if self_index.is_none() {
-                    return Err(ConfigError::Other(
-                        "--mode barrier needs this pod's index (JOB_COMPLETION_INDEX or --index; \
-                         with --hosts, the position of this instance in the list)"
-                            .into(),
-                    ));
-                }
+                let settings = barrier_settings(&args, port, job, self_index)?;
                 // With --hosts, a peer's index is its position in the list.
                 for (pos, peer) in peers.iter_mut().enumerate() {
                     peer.index.get_or_insert(pos as u32);
@@ -338,9 +327,21 @@ impl Config {
                         peers.len()
                     )));
                 }
-                Some(BarrierSettings { port, token, job })
+                Some(settings)
             }
         };
+        if args.serve && barrier.is_none() {
+            return Err(ConfigError::Conflict(
+                "--serve needs --mode barrier: only the barrier has something to serve".into(),
+            ));
+        }
+        if args.serve && !args.command.is_empty() {
+            return Err(ConfigError::Conflict(
+                "--serve runs on after the release, so it cannot exec a command: run the \
+                 workload in its own container after `peergate await`"
+                    .into(),
+            ));
+        }
         let self_addrs = pod.self_addrs();
 
         Ok(Config {
@@ -437,6 +438,77 @@ impl Config {
             job,
         })
     }
+}
+
+/// The barrier's settings, checked: a token (or the explicit opt-out),
+/// this pod's index, a Job name the protocol can carry, and no `--indices`
+/// (a barrier releases everyone at once, so every pod must wait for the
+/// same set).
+fn barrier_settings(
+    args: &Args,
+    port: u16,
+    job: String,
+    self_index: Option<u32>,
+) -> Result<BarrierSettings, ConfigError> {
+    let token = non_empty(args.token.clone());
+    match (&token, args.insecure_no_token) {
+        (None, false) => {
+            return Err(ConfigError::Conflict(
+                "--mode barrier needs --token (or PEERGATE_TOKEN): a secret every pod of the Job \
+                 shares, such as the Job's controller-uid label; --insecure-no-token runs \
+                 without one"
+                    .into(),
+            ));
+        }
+        (Some(_), true) => {
+            return Err(ConfigError::Conflict(
+                "--insecure-no-token conflicts with --token: give one or the other".into(),
+            ));
+        }
+        (Some(t), false) if t.len() > MAX_TOKEN => {
+            return Err(ConfigError::Other(format!(
+                "invalid --token: {} bytes is longer than the {MAX_TOKEN} allowed",
+                t.len()
+            )));
+        }
+        _ => {}
+    }
+    if args.indices.is_some() {
+        return Err(ConfigError::Conflict(
+            "--indices cannot be used with --mode barrier: the barrier releases every pod at \
+             once, so every pod waits for all --peers; for a one-sided wait on some pods use ping \
+             mode"
+                .into(),
+        ));
+    }
+    if job.is_empty() || job.len() > crate::rendezvous::proto::MAX_JOB {
+        return Err(ConfigError::Other(format!(
+            "invalid --job for the barrier: `{job}` must be 1 to {} bytes",
+            crate::rendezvous::proto::MAX_JOB
+        )));
+    }
+    if self_index.is_none() {
+        return Err(ConfigError::Other(
+            "--mode barrier needs this pod's index (JOB_COMPLETION_INDEX or --index; with \
+             --hosts, the position of this instance in the list)"
+                .into(),
+        ));
+    }
+    let listen = match non_empty(args.listen.clone()) {
+        Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
+            ConfigError::Other(format!(
+                "invalid --listen: `{text}` is not an IP address (names are not resolved here)"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(BarrierSettings {
+        port,
+        token,
+        job,
+        listen,
+        serve: args.serve,
+    })
 }
 
 /// The peers and what they say about this pod.

@@ -4,7 +4,6 @@
 //! The binary is a thin shell over this library; the modules are public so
 //! the integration tests can drive the pure pieces directly.
 
-pub mod barrier;
 pub mod cause;
 pub mod cli;
 pub mod config;

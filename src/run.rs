@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::barrier::{self, Barrier};
 use crate::cli::LogFormat;
 use crate::config::Config;
 use crate::dns::{Dns, Resolve};
@@ -20,7 +19,9 @@ use crate::duration::human;
 use crate::gate::Gate;
 use crate::handoff;
 use crate::outcome::GateOutcome;
+use crate::peers::Target;
 use crate::probe::{Probe, Prober};
+use crate::rendezvous::{self, Rendezvous};
 
 /// Process exit codes (documented in the README; users script against them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,13 @@ trait Waiter {
     /// One error line per peer still missing, with its last cause.
     fn report_missing(&self);
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome;
+    /// Whether the gate has opened although `wait` has not returned yet
+    /// (the barrier, confirming its release with the peers it links to).
+    fn released(&self) -> bool {
+        false
+    }
+    /// Warns about what `wait` was still waiting for after the release.
+    fn report_unconfirmed(&self) {}
 }
 
 impl<R: Resolve, P: Probe> Waiter for Gate<R, P> {
@@ -144,33 +152,46 @@ impl<R: Resolve, P: Probe> Waiter for Gate<R, P> {
     }
 }
 
-impl<R: Resolve> Waiter for Barrier<R> {
+impl<R: Resolve> Waiter for Rendezvous<R> {
     async fn wait(&mut self) {
         self.run().await
     }
     fn counts(&self) -> (usize, usize) {
-        (self.met_count(), self.peer_count())
+        (self.met_count(), self.world() as usize)
     }
     fn done_word(&self) -> &'static str {
         "met"
     }
     fn elapsed(&self) -> Duration {
-        Barrier::elapsed(self)
+        Rendezvous::elapsed(self)
     }
     fn report_missing(&self) {
-        for m in self.members().iter().filter(|m| !m.is_met()) {
+        for (peer, cause, attempts) in self.missing() {
             error!(
-                peer = %m.peer,
-                cause = %m.last_cause,
-                attempts = m.attempts,
-                "peer not met: {}: {}",
-                m.peer,
-                m.last_cause
+                peer = %peer,
+                cause = %cause,
+                attempts,
+                "peer not met: {peer}: {cause}"
             );
         }
     }
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
-        Barrier::outcome(self, self_index)
+        Rendezvous::outcome(self, self_index)
+    }
+    fn released(&self) -> bool {
+        self.is_released()
+    }
+    fn report_unconfirmed(&self) {
+        let waiting = self.unconfirmed();
+        if !waiting.is_empty() {
+            warn!(
+                peers = %waiting.join(","),
+                "released, but {} linked peer(s) had not confirmed their own release by the \
+                 deadline: {}",
+                waiting.len(),
+                waiting.join(", ")
+            );
+        }
     }
 }
 
@@ -223,27 +244,62 @@ pub async fn run(config: Config) -> Exit {
 
     match (&config.barrier, config.self_index) {
         (Some(settings), Some(self_index)) => {
-            let listener = match barrier::listen(settings.port) {
+            let listener = match rendezvous::listen(settings.listen, settings.port) {
                 Ok(l) => l,
                 Err(e) => {
-                    error!("cannot listen on TCP port {}: {e}", settings.port);
+                    let addr = settings
+                        .listen
+                        .map_or_else(|| "all addresses".to_owned(), |ip| ip.to_string());
+                    error!("cannot listen on TCP port {} ({addr}): {e}", settings.port);
                     return Exit::Failure;
+                }
+            };
+            if settings.token.is_none() {
+                warn!(
+                    "barrier without a token (--insecure-no-token): anyone who can reach port {} \
+                     can join this barrier or hold it up",
+                    settings.port
+                );
+            }
+            // What this pod announces: the kubelet's addresses for it, else
+            // the one it listens on, else its own --hosts entry (else the
+            // first link tells).
+            let mut announce = config.self_addrs.clone();
+            if announce.is_empty() {
+                if let Some(ip) = settings.listen.filter(|ip| !ip.is_unspecified()) {
+                    announce.push(ip);
+                } else if let Some(Target::Addr(ip)) =
+                    config.peers.get(self_index as usize).map(|p| &p.target)
+                {
+                    announce.push(*ip);
+                }
+            }
+            let rv_settings = rendezvous::Settings {
+                token: settings.token.clone(),
+                job: settings.job.clone(),
+                index: self_index,
+                peers: config.peers.clone(),
+                announce,
+                listen: settings.listen,
+                port: settings.port,
+                interval: config.interval,
+                connect_timeout: config.probe.timeout,
+                concurrency: config.concurrency,
+                serve: settings.serve,
+            };
+            let mut barrier = match Rendezvous::new(rv_settings, listener, resolver) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!("{e}");
+                    return Exit::Usage;
                 }
             };
             info!(
                 port = settings.port,
-                "barrier: listening on port {}", settings.port
-            );
-            let mut barrier = Barrier::new(
-                settings.clone(),
-                self_index,
-                config.self_addrs.clone(),
-                config.peers.clone(),
-                listener,
-                resolver,
-                config.interval,
-                config.probe.timeout,
-                config.concurrency,
+                topology = barrier.topology().name(),
+                instance = %barrier.instance().short(),
+                "barrier: listening on port {}",
+                settings.port
             );
             drive(&mut barrier, &config, &mut sigterm, &mut sigint).await
         }
@@ -283,7 +339,14 @@ async fn drive<W: Waiter>(
     };
     let ending = tokio::select! {
         _ = waiter.wait() => Ending::Passed,
-        _ = deadline => Ending::TimedOut,
+        _ = deadline => {
+            if waiter.released() {
+                waiter.report_unconfirmed();
+                Ending::Passed
+            } else {
+                Ending::TimedOut
+            }
+        }
         _ = sigterm.recv() => Ending::Signal(Exit::Terminated),
         _ = sigint.recv() => Ending::Signal(Exit::Interrupted),
     };

@@ -232,6 +232,16 @@ impl Members {
         }
     }
 
+    /// Announces new addresses for this pod, raising its sequence number so
+    /// the new record wins everywhere.
+    pub fn set_own_addrs(&mut self, addrs: Vec<IpAddr>, now: Duration) {
+        let mine = self.me().clone();
+        if mine.addrs != addrs {
+            let seq = mine.seq + 1;
+            self.store(Record { seq, addrs, ..mine }, Source::Local, now);
+        }
+    }
+
     fn store(&mut self, record: Record, source: Source, now: Duration) -> Merged {
         let index = record.index;
         let instance = record.instance;
@@ -622,6 +632,26 @@ mod tests {
         }
         assert!(m.slots[1].incarnations.len() <= MAX_INCARNATIONS);
         assert_eq!(m.current(1).unwrap().instance, id(20));
+    }
+
+    #[test]
+    fn new_own_addresses_win_everywhere() {
+        let mut m = table(2);
+        let cursor = m.log_len();
+        m.set_own_addrs(vec![IpAddr::from([10, 9, 9, 9])], T);
+        let out = m.changes_since(cursor, Source::Link(1));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].seq, out[0].addrs.len()), (1, 1));
+        // A peer holding the old record takes the new one.
+        let mut other = table(2);
+        let mut old = m.me().clone();
+        old.seq = 0;
+        old.addrs.clear();
+        other.merge(rec(1, 1, 1, 0, State::Alive), Source::Local, T);
+        let mut peer = Members::new(2, rec(1, 1, 1, 0, State::Alive), Duration::ZERO);
+        peer.merge(old, Source::Link(1), T);
+        peer.merge(out[0].clone(), Source::Link(1), T);
+        assert_eq!(peer.addrs(0), [IpAddr::from([10, 9, 9, 9])]);
     }
 
     #[test]

@@ -1,0 +1,320 @@
+//! The engine under paused time, with pods linked by in-memory pipes: what
+//! happens when a peer stalls, dies, is replaced, or is reached only
+//! through others. No packet leaves the process (names never resolve; each
+//! engine's listener is bound on loopback and never dialed).
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf, duplex};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep};
+
+use super::*;
+
+/// Names never resolve: every dial fails without touching the network.
+struct NoDns;
+
+impl Resolve for NoDns {
+    async fn resolve(&self, _name: &str) -> Result<Vec<IpAddr>, Cause> {
+        Err(Cause::NxDomain)
+    }
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn ip(index: u32, generation: u8) -> IpAddr {
+    IpAddr::from([10, generation, 0, index as u8 + 1])
+}
+
+fn pod(index: u32, world: u32, generation: u8) -> Rendezvous<NoDns> {
+    let settings = Settings {
+        token: Some("uid-1".into()),
+        job: "job".into(),
+        index,
+        peers: (0..world)
+            .map(|i| Peer {
+                index: Some(i),
+                target: Target::Name(format!("job-{i}.svc.")),
+            })
+            .collect(),
+        announce: vec![ip(index, generation)],
+        listen: Some(IpAddr::from([127, 0, 0, 1])),
+        port: 0,
+        interval: SEC,
+        connect_timeout: SEC,
+        concurrency: 8,
+        serve: false,
+    };
+    let listener = listen(settings.listen, 0).expect("bind loopback");
+    Rendezvous::new(settings, listener, Some(Arc::new(NoDns))).unwrap()
+}
+
+/// A pipe end whose reads can be held up, as if its process were frozen.
+struct Pausable {
+    inner: DuplexStream,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    paused: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Gate {
+    fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        if let Some(w) = self.waker.lock().unwrap().take() {
+            w.wake();
+        }
+    }
+}
+
+impl AsyncRead for Pausable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.gate.paused.load(Ordering::SeqCst) {
+            *self.gate.waker.lock().unwrap() = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Pausable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+fn sock(r: &Rendezvous<NoDns>, port: u16) -> SocketAddr {
+    SocketAddr::new(r.members.me().addrs[0], port)
+}
+
+/// Links `a` (dialing) and `b` over a pipe; `a`'s reads go through `gate`.
+async fn link(a: &mut Rendezvous<NoDns>, b: &mut Rendezvous<NoDns>, gate: Option<Arc<Gate>>) {
+    let (x, y) = duplex(1 << 20);
+    let (la, lb) = (Arc::clone(&a.local), Arc::clone(&b.local));
+    let (sa, sb) = (sock(a, 40_000), sock(b, 7470));
+    let expect = b.settings.index;
+    let x = Pausable {
+        inner: x,
+        gate: gate.unwrap_or_default(),
+    };
+    let (ra, rb) = tokio::join!(
+        handshake_stream(x, Role::Dialer { expect }, &la, sa, sb),
+        handshake_stream(y, Role::Listener, &lb, sb, sa)
+    );
+    a.adopt(ra.expect("dialer handshake"), true);
+    b.adopt(rb.expect("listener handshake"), false);
+}
+
+/// Runs `r` until it finishes; returns when, relative to `t0`.
+async fn finish(r: &mut Rendezvous<NoDns>, t0: Instant) -> Duration {
+    r.run().await;
+    t0.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_peer_is_awaited_never_abandoned() {
+    // The case protocol v1 got wrong: a stalls right after the handshake
+    // (its reads are frozen for 10 s, far past any handshake deadline). b
+    // must neither drop the link nor leave before a has read b's
+    // confirmation; both must end released.
+    let t0 = Instant::now();
+    let (mut a, mut b) = (pod(0, 2, 1), pod(1, 2, 1));
+    let gate = Arc::new(Gate::default());
+    link(&mut a, &mut b, Some(Arc::clone(&gate))).await;
+    gate.pause();
+    let resume = {
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move {
+            sleep(10 * SEC).await;
+            gate.resume();
+        })
+    };
+    let (ta, tb) = tokio::join!(finish(&mut a, t0), finish(&mut b, t0));
+    resume.await.unwrap();
+    assert!(a.is_released() && b.is_released());
+    assert!(
+        tb >= 10 * SEC,
+        "b left at {tb:?}, before the stalled peer read its confirmation"
+    );
+    assert!(ta >= 10 * SEC && ta < 11 * SEC, "a finished at {ta:?}");
+    // Nobody was declared dead on the way.
+    assert_eq!(a.members.current(1).unwrap().state, State::Alive);
+    assert_eq!(b.members.current(0).unwrap().state, State::Alive);
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_flood_so_a_chain_releases_everyone() {
+    // 0 - 1 - 2 - 3: nobody links to more than two others, and no name
+    // ever resolves, yet everyone learns of everyone.
+    let t0 = Instant::now();
+    let mut pods: Vec<_> = (0..4).map(|i| pod(i, 4, 1)).collect();
+    for i in 0..3 {
+        let (left, right) = pods.split_at_mut(i + 1);
+        link(&mut left[i], &mut right[0], None).await;
+    }
+    let [p0, p1, p2, p3] = &mut pods[..] else {
+        unreachable!()
+    };
+    let times = tokio::join!(
+        finish(p0, t0),
+        finish(p1, t0),
+        finish(p2, t0),
+        finish(p3, t0)
+    );
+    for (i, t) in [times.0, times.1, times.2, times.3].into_iter().enumerate() {
+        assert!(t < SEC, "pod {i} took {t:?}");
+    }
+    for p in &pods {
+        let outcome = p.outcome(Some(p.settings.index));
+        let addrs: Vec<IpAddr> = outcome.peers.iter().map(|o| o.addrs[0]).collect();
+        assert_eq!(addrs, (0..4).map(|i| ip(i, 1)).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_peer_is_not_counted_and_its_replacement_is_met_at_its_new_address() {
+    let t0 = Instant::now();
+    let mut a = pod(0, 3, 1);
+    let mut b = pod(1, 3, 1);
+    link(&mut a, &mut b, None).await;
+    // b runs for a while, then its process dies: its end of the link goes
+    // away without a goodbye.
+    let (kill, killed) = oneshot::channel::<()>();
+    let b_task = async move {
+        tokio::select! {
+            _ = b.run() => panic!("b cannot finish: pod 2 never came"),
+            _ = killed => {}
+        }
+        drop(b);
+    };
+    let replace = async {
+        sleep(SEC).await;
+        kill.send(()).unwrap();
+        sleep(SEC).await;
+        // The replacement: same index, new instance, new address.
+        std::thread::sleep(Duration::from_millis(2));
+        pod(1, 3, 2)
+    };
+    let (_, mut b2, ()) = tokio::join!(
+        async {
+            tokio::select! {
+                _ = a.run() => panic!("a released without pod 2"),
+                _ = sleep(3 * SEC) => {}
+            }
+        },
+        replace,
+        b_task
+    );
+    assert_eq!(
+        a.members.current(1).unwrap().state,
+        State::Dead,
+        "the link's end declared b dead"
+    );
+    assert_eq!(a.met_count(), 1);
+    link(&mut b2, &mut a, None).await;
+    let mut c = pod(2, 3, 1);
+    link(&mut c, &mut a, None).await;
+    let (ta, tb, tc) = tokio::join!(finish(&mut a, t0), finish(&mut b2, t0), finish(&mut c, t0));
+    assert!(ta < 4 * SEC && tb < 4 * SEC && tc < 4 * SEC);
+    for p in [&a, &b2, &c] {
+        let outcome = p.outcome(Some(p.settings.index));
+        assert_eq!(
+            outcome.peers[1].addrs,
+            [ip(1, 2)],
+            "pod {} lists the live incarnation",
+            p.settings.index
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_links_between_one_pair_leave_one_and_nobody_is_declared_dead() {
+    let t0 = Instant::now();
+    let (mut a, mut b, mut c) = (pod(0, 3, 1), pod(1, 3, 1), pod(2, 3, 1));
+    // a and b dial each other at the same time.
+    link(&mut a, &mut b, None).await;
+    link(&mut b, &mut a, None).await;
+    assert_eq!(a.by_index.len(), 1);
+    assert_eq!(b.by_index.len(), 1);
+    let kept_a = a.links[&a.by_index[&1]].dialer;
+    let kept_b = b.links[&b.by_index[&0]].dialer;
+    assert_eq!((kept_a, kept_b), (0, 0), "both keep the link pod 0 dialed");
+    link(&mut c, &mut b, None).await;
+    tokio::join!(finish(&mut a, t0), finish(&mut b, t0), finish(&mut c, t0));
+    for p in [&a, &b, &c] {
+        for i in 0..3 {
+            assert_eq!(p.members.current(i).unwrap().state, State::Alive);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_incarnation_supersedes_a_live_one_and_the_old_is_turned_away() {
+    let (mut a, mut old) = (pod(0, 3, 1), pod(1, 3, 1));
+    link(&mut a, &mut old, None).await;
+    std::thread::sleep(Duration::from_millis(2));
+    let mut new = pod(1, 3, 2);
+    link(&mut new, &mut a, None).await;
+    assert_eq!(a.members.current(1).unwrap().instance, new.instance());
+    assert_eq!(a.by_index.len(), 1, "the old incarnation's link was closed");
+    // The old one dials again: stale.
+    let (x, y) = duplex(1 << 16);
+    let (lo, la) = (Arc::clone(&old.local), Arc::clone(&a.local));
+    let (so, sa) = (sock(&old, 40_000), sock(&a, 7470));
+    let (ro, ra) = tokio::join!(
+        handshake_stream(x, Role::Dialer { expect: 0 }, &lo, so, sa),
+        handshake_stream(y, Role::Listener, &la, sa, so)
+    );
+    a.adopt(ra.unwrap(), false);
+    assert_eq!(a.by_index.len(), 1);
+    let (_, mut reader, _) = {
+        let l = ro.unwrap();
+        (l.peer, l.reader, l.writer)
+    };
+    assert!(matches!(
+        reader.next().await.unwrap(),
+        Some(Sealed::Reject(Reject::StaleIncarnation, _))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_names_missing_peers_and_their_causes() {
+    let mut a = pod(0, 3, 1);
+    tokio::select! {
+        _ = a.run() => unreachable!(),
+        _ = sleep(2500 * Duration::from_millis(1)) => {}
+    }
+    assert_eq!(
+        a.progress_line(),
+        "1/3 met; waiting on job-1.svc: NXDOMAIN, job-2.svc: NXDOMAIN"
+    );
+    assert!(!a.is_released());
+    // Mesh: every peer is dialed once per interval.
+    assert_eq!(a.dials[1].attempts, 3);
+}
