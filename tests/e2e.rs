@@ -48,6 +48,11 @@ scenarios!(
     b03_barrier_rejects_strangers,
     b04_barrier_never_arrives,
     b05_barrier_sixteen_pods,
+    b06_barrier_stranger_reads,
+    b07_barrier_relay_and_reflection,
+    b08_barrier_flood,
+    b09_barrier_frozen_pod,
+    b10_barrier_replaced_mid_barrier,
     h01_handoff,
 );
 

@@ -966,9 +966,9 @@ impl<R: Resolve> Rendezvous<R> {
                 current: CurrentChange::Updated { before, after },
             } => {
                 let peer = &self.settings.peers[index as usize];
-                let was = before.as_ref().filter(|b| b.state != State::Dead);
-                match (was, after.state) {
-                    (Some(b), State::Alive | State::Left) if b.instance != after.instance => {
+                let arrived = after.state != State::Dead;
+                match before.as_ref() {
+                    Some(b) if arrived && b.instance != after.instance => {
                         info!(
                             peer = %peer,
                             addrs = %join(&after.addrs),
@@ -979,17 +979,21 @@ impl<R: Resolve> Rendezvous<R> {
                         );
                         self.changed_after_release();
                     }
-                    (Some(b), State::Alive | State::Left) if b.addrs != after.addrs => {
-                        info!(peer = %peer, addrs = %join(&after.addrs), "peer moved: {peer} is now at {}", join(&after.addrs));
+                    Some(b) if arrived && b.state == State::Dead => {
+                        info!(peer = %peer, "peer back: {peer} answered again");
                         self.changed_after_release();
                     }
-                    (None, State::Alive | State::Left) => {
-                        if source != Source::Local && before.is_some() {
-                            info!(peer = %peer, "peer back: {peer} arrived again");
-                            self.changed_after_release();
-                        } else {
-                            debug!(peer = %peer, addrs = %join(&after.addrs), "peer arrived");
-                        }
+                    Some(b) if arrived && b.addrs != after.addrs => {
+                        info!(
+                            peer = %peer,
+                            addrs = %join(&after.addrs),
+                            "peer moved: {peer} is now at {}",
+                            join(&after.addrs)
+                        );
+                        self.changed_after_release();
+                    }
+                    None if arrived && source != Source::Local => {
+                        debug!(peer = %peer, addrs = %join(&after.addrs), "peer arrived");
                     }
                     _ => {}
                 }

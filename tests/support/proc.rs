@@ -173,6 +173,8 @@ pub fn signal_number(name: &str) -> Option<i32> {
         "QUIT" => libc::SIGQUIT,
         "USR1" => libc::SIGUSR1,
         "USR2" => libc::SIGUSR2,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
         _ => return None,
     })
 }

@@ -9,7 +9,7 @@
 //!
 //! Strings in `args`, `env` and expectations may use `${...}` placeholders:
 //! `${job}`, `${svc}`, `${ns}`, `${zone}`, `${pods}`, `${index}` (the pod the
-//! string belongs to), `${podN.ip}`, `${podN.v4}`, `${podN.v6}` (latest
+//! string belongs to), `${repo}` (the source tree), `${podN.ip}`, `${podN.v4}`, `${podN.v6}` (latest
 //! incarnation of pod N at the time of use), `${podN.fqdn}`, `${podN.host}`.
 
 use super::bed::{Bed, BedConfig, Family, PodCommand, ProcId};
@@ -202,6 +202,8 @@ pub struct ExpectSpec {
     /// Each entry: some stdout line contains all of these strings.
     #[serde(default)]
     pub stdout: Vec<Vec<String>>,
+    /// At most this many stderr lines (a log flood fails it).
+    pub stderr_max_lines: Option<usize>,
 }
 
 /// Durations as strings: "2s", "1.5s", "200ms", "1m".
@@ -631,6 +633,12 @@ impl Scenario {
                 }
             }
         }
+        if let Some(max) = x.stderr_max_lines {
+            let n = stderr.lines().count();
+            if n > max {
+                return Err(format!("{n} stderr lines, at most {max} expected"));
+            }
+        }
         for words in &x.stderr_not {
             let words: Vec<String> = words
                 .iter()
@@ -698,6 +706,7 @@ fn lookup(key: &str, bed: &Bed, sc: &Scenario, index: Option<usize>) -> Option<S
         "zone" => bed.cfg.zone.clone(),
         "pods" => sc.job.pods.to_string(),
         "index" => index?.to_string(),
+        "repo" => env!("CARGO_MANIFEST_DIR").to_string(),
         _ => {
             let (pod, field) = key.strip_prefix("pod")?.split_once('.')?;
             let i: usize = pod.parse().ok()?;
