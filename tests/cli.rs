@@ -299,3 +299,117 @@ fn hostfile_is_written_after_the_gate() {
     let text = std::fs::read_to_string(Path::new(&target)).unwrap();
     assert_eq!(text, "127.0.0.1 slots=4\n::1 slots=4\n");
 }
+
+#[test]
+fn barrier_settings_that_cannot_work_exit_2() {
+    let pod = Pod::new("barrier-bad");
+    let idx1 = ("JOB_COMPLETION_INDEX", "1");
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("no token", vec![idx1], vec!["--peers", "3", "--mode", "barrier"], "needs --token"),
+        ("empty token", vec![idx1, ("PEERGATE_TOKEN", " ")], vec!["--peers", "3", "--mode", "barrier"], "needs --token"),
+        ("token and opt-out", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--insecure-no-token"], "conflicts with --token"),
+        ("indices", vec![idx1], vec!["--peers", "3", "--indices", "0", "--mode", "barrier", "--token", "t"], "--indices cannot be used with --mode barrier"),
+        ("listen is a name", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--listen", "localhost"], "invalid --listen"),
+        ("serve without barrier", vec![idx1], vec!["--peers", "3", "--serve"], "--serve needs --mode barrier"),
+        ("serve with a command", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--serve", "--", "true"], "cannot exec a command"),
+        ("no index with hosts", vec![], vec!["--hosts", "127.0.0.1,127.0.0.2", "--mode", "barrier", "--token", "t"], "needs this pod's index"),
+    ];
+    for (case, env, args, needle) in cases {
+        let out = pod.run(&env, &args);
+        assert_usage_error(&out, needle, case);
+    }
+}
+
+/// Three instances of a standalone barrier on one host, each on its own
+/// loopback address (`--listen`), started one after the other.
+#[test]
+fn a_standalone_barrier_of_three_on_one_host() {
+    let pod = Pod::new("barrier-three");
+    let hosts = "127.0.0.1,127.0.0.2,127.0.0.3";
+    // A port of its own, so concurrent tests do not meet each other.
+    let port = (7400 + std::process::id() % 500).to_string();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let mut cmd = Command::new(BIN);
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .args([
+                    "--mode",
+                    "barrier",
+                    "--hosts",
+                    hosts,
+                    "--index",
+                    &i.to_string(),
+                    "--listen",
+                    &format!("127.0.0.{}", i + 1),
+                    "--port",
+                    &port,
+                    "--token",
+                    "standalone-secret",
+                    "--timeout",
+                    "10s",
+                    "--write-hostfile",
+                    pod.path(&format!("peers-{i}")).to_str().unwrap(),
+                ])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start peergate")
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "instance {i}: {err}");
+        assert!(err.contains("all 3 peers met"), "{err}");
+        assert!(
+            !err.contains("standalone-secret"),
+            "the token is never logged"
+        );
+        let written = std::fs::read_to_string(pod.path(&format!("peers-{i}"))).unwrap();
+        for ip in hosts.split(',') {
+            assert!(written.contains(ip), "instance {i} hostfile: {written}");
+        }
+    }
+}
+
+/// Two pods that disagree on the world size both say so.
+#[test]
+fn a_world_size_mismatch_is_logged_on_both_sides() {
+    let port = (7900 + std::process::id() % 90).to_string();
+    let run = |i: usize, hosts: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .args([
+                "--mode",
+                "barrier",
+                "--hosts",
+                hosts,
+                "--index",
+                &i.to_string(),
+                "--listen",
+                &format!("127.0.1.{}", i + 1),
+                "--port",
+                &port,
+                "--token",
+                "t",
+                "--timeout",
+                "3s",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start peergate")
+    };
+    let a = run(0, "127.0.1.1,127.0.1.2");
+    let b = run(1, "127.0.1.1,127.0.1.2,127.0.1.3");
+    for (name, child) in [("a", a), ("b", b)] {
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(124), "{name}: {err}");
+        assert!(
+            err.contains("world_size_mismatch") && err.contains("every pod needs the same --peers"),
+            "{name}: {err}"
+        );
+    }
+}
