@@ -322,6 +322,27 @@ pub struct Args {
     )]
     pub serve: bool,
 
+    /// With --serve: loopback port where `peergate await` learns of the
+    /// release (127.0.0.1 only; other pods cannot reach it).
+    #[arg(
+        long,
+        env = "PEERGATE_AWAIT_PORT",
+        value_name = "PORT",
+        default_value = "7471",
+        help_heading = "Barrier"
+    )]
+    pub await_port: String,
+
+    /// With --serve: serve /livez, /readyz, /peers and /metrics over HTTP on
+    /// this port, on all addresses (for kubelet probes) [default: off].
+    #[arg(
+        long,
+        env = "PEERGATE_HEALTH_PORT",
+        value_name = "PORT",
+        help_heading = "Barrier"
+    )]
+    pub health_port: Option<String>,
+
     /// After the gate opens, atomically write the peer list to this file.
     #[arg(
         long,
@@ -372,6 +393,51 @@ pub struct Args {
 
     /// Command to exec once the gate opens (same PID), with PEERGATE_WORLD_SIZE,
     /// PEERGATE_RANK, PEERGATE_COORDINATOR, PEERGATE_COORDINATOR_ADDR and PEERGATE_PEER_NAMES set.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+const AWAIT_ABOUT: &str = "\
+Block until the peergate sidecar in this pod (`--mode barrier --serve`) has
+released, then exit 0, or exec COMMAND with the hand-off variables
+(PEERGATE_WORLD_SIZE, PEERGATE_RANK, PEERGATE_COORDINATOR,
+PEERGATE_COORDINATOR_ADDR, PEERGATE_PEER_NAMES). Silent unless something goes
+wrong.
+
+Exit codes: 0 released, 124 timeout, 2 usage error, 126/127 the command cannot
+be run.";
+
+/// `peergate await [--port P] [--timeout D] [-- COMMAND...]`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "peergate await", about = AWAIT_ABOUT, max_term_width = 100)]
+pub struct AwaitArgs {
+    /// The sidecar's --await-port.
+    #[arg(
+        long,
+        env = "PEERGATE_AWAIT_PORT",
+        value_name = "PORT",
+        default_value = "7471"
+    )]
+    pub port: String,
+
+    /// Give up after this long and exit 124 (`0` or `never`: wait forever).
+    #[arg(
+        long,
+        env = "PEERGATE_AWAIT_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub timeout: String,
+
+    /// Log format.
+    #[arg(long, env = "PEERGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log level [default: warn: silent unless something goes wrong].
+    #[arg(long, env = "PEERGATE_AWAIT_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Command to exec once released (same PID).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }

@@ -99,6 +99,10 @@ pub struct BarrierSettings {
     pub listen: Option<IpAddr>,
     /// Stay after the release (native sidecar).
     pub serve: bool,
+    /// Loopback port of `peergate await` (with `serve`).
+    pub await_port: u16,
+    /// HTTP health endpoints (with `serve`).
+    pub health_port: Option<u16>,
 }
 
 /// Longest accepted --token (any length works as an HMAC key; this only
@@ -148,7 +152,7 @@ fn parse_positive_duration(flag: &'static str, text: &str) -> Result<Duration, C
     }
 }
 
-fn parse_port(flag: &str, text: &str) -> Result<u16, ConfigError> {
+pub fn parse_port(flag: &str, text: &str) -> Result<u16, ConfigError> {
     match text.trim().parse::<u16>() {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(ConfigError::Other(format!(
@@ -502,12 +506,36 @@ fn barrier_settings(
         })?),
         None => None,
     };
+    let await_port = parse_port("--await-port", &args.await_port)?;
+    let health_port = match non_empty(args.health_port.clone()) {
+        Some(text) => Some(parse_port("--health-port", &text)?),
+        None => None,
+    };
+    if args.serve {
+        for (flag, p) in [
+            ("--await-port", Some(await_port)),
+            ("--health-port", health_port),
+        ] {
+            if p == Some(port) {
+                return Err(ConfigError::Conflict(format!(
+                    "{flag} {port} is also the barrier's --port: give them different ports"
+                )));
+            }
+        }
+        if health_port == Some(await_port) {
+            return Err(ConfigError::Conflict(format!(
+                "--health-port and --await-port are both {await_port}: give them different ports"
+            )));
+        }
+    }
     Ok(BarrierSettings {
         port,
         token,
         job,
         listen,
         serve: args.serve,
+        await_port,
+        health_port,
     })
 }
 

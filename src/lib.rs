@@ -4,6 +4,7 @@
 //! The binary is a thin shell over this library; the modules are public so
 //! the integration tests can drive the pure pieces directly.
 
+pub mod await_client;
 pub mod cause;
 pub mod cli;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod duration;
 pub mod error;
 pub mod gate;
 pub mod handoff;
+pub mod http;
 pub mod identity;
 pub mod outcome;
 pub mod peers;

@@ -166,14 +166,7 @@ impl<R: Resolve> Waiter for Rendezvous<R> {
         Rendezvous::elapsed(self)
     }
     fn report_missing(&self) {
-        for (peer, cause, attempts) in self.missing() {
-            error!(
-                peer = %peer,
-                cause = %cause,
-                attempts,
-                "peer not met: {peer}: {cause}"
-            );
-        }
+        self.report_missing_lines();
     }
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
         Rendezvous::outcome(self, self_index)
@@ -301,6 +294,9 @@ pub async fn run(config: Config) -> Exit {
                 "barrier: listening on port {}",
                 settings.port
             );
+            if settings.serve {
+                return serve(barrier, &config, settings, &mut sigterm, &mut sigint).await;
+            }
             drive(&mut barrier, &config, &mut sigterm, &mut sigint).await
         }
         _ => {
@@ -402,4 +398,165 @@ fn hand_off(config: &Config, outcome: &GateOutcome) -> Exit {
         return Exit::Handoff(err.exit_code());
     }
     Exit::Passed
+}
+
+/// How long a leaving sidecar gives its links to deliver its goodbye.
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
+
+/// `--serve`: the barrier as a native sidecar. Releases like an init
+/// container would, then stays: admits late and replaced peers, rewrites
+/// the hand-off file when a live address changes, answers `peergate await`
+/// and the health endpoints. SIGTERM (the kubelet ending the pod once its
+/// workload finished) makes it leave and exit 0. Before the release,
+/// --timeout still ends it with 124.
+async fn serve<R: Resolve>(
+    mut barrier: Rendezvous<R>,
+    config: &Config,
+    settings: &crate::config::BarrierSettings,
+    sigterm: &mut Signal,
+    sigint: &mut Signal,
+) -> Exit {
+    let bind = |addr: std::net::SocketAddr, what: &str| {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))?;
+        Ok::<_, String>(listener)
+    };
+    let await_listener = match bind(
+        (std::net::Ipv4Addr::LOCALHOST, settings.await_port).into(),
+        "peergate await",
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e}");
+            return Exit::Failure;
+        }
+    };
+    let health_listener = match settings.health_port {
+        Some(port) => match rendezvous::listen(None, port)
+            .map_err(|e| format!("cannot listen for health checks on port {port}: {e}"))
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("{e}");
+                return Exit::Failure;
+            }
+        },
+        None => None,
+    };
+    if let Some(spec) = config.hostfile.clone() {
+        barrier.on_change(Box::new(move |outcome| {
+            let text = handoff::render(spec.format, outcome, spec.slots);
+            match handoff::write_atomic(&spec.path, &text) {
+                Ok(()) => {
+                    info!(path = %spec.path.display(), format = %spec.format, "hostfile written")
+                }
+                Err(e) => error!("{e}"),
+            }
+        }));
+    }
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
+    barrier.control(control_rx);
+    let status = barrier.status();
+    let endpoints = rendezvous::serve::Endpoints {
+        control: control_tx,
+        status: status.clone(),
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(rendezvous::serve::serve(
+        await_listener,
+        endpoints.clone(),
+        true,
+    ));
+    if let Some(l) = health_listener {
+        servers.spawn(rendezvous::serve::serve(l, endpoints, false));
+    }
+    info!(
+        await_port = settings.await_port,
+        health_port = settings.health_port,
+        "serving: `peergate await` on 127.0.0.1:{}{}",
+        settings.await_port,
+        settings
+            .health_port
+            .map(|p| format!(", health checks on port {p}"))
+            .unwrap_or_default()
+    );
+    let deadline = async {
+        match config.deadline {
+            Some(d) => {
+                sleep(d).await;
+                if status.borrow().released {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let exit = tokio::select! {
+        _ = barrier.run() => {
+            error!("the serving barrier stopped unexpectedly");
+            Exit::Failure
+        }
+        _ = deadline => {
+            barrier.report_missing_lines();
+            let (met, total) = (barrier.met_count(), barrier.world());
+            error!(met, peers = total, "timed out after {}: {met}/{total} peers met", human(barrier.elapsed()));
+            Exit::Timeout
+        }
+        _ = sigterm.recv() => {
+            barrier.leave(LEAVE_GRACE).await;
+            info!("SIGTERM: left the barrier");
+            Exit::Passed
+        }
+        _ = sigint.recv() => {
+            error!("interrupted by SIGINT");
+            Exit::Interrupted
+        }
+    };
+    servers.abort_all();
+    exit
+}
+
+/// `peergate await`: waits for the local sidecar's release, then exits 0
+/// or execs the command with the hand-off variables.
+pub async fn wait_for_sidecar(
+    port: u16,
+    deadline: Option<Duration>,
+    command: &[std::ffi::OsString],
+) -> Exit {
+    let mut sigterm = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install the SIGTERM handler: {e}");
+            return Exit::Failure;
+        }
+    };
+    let until = deadline.map(|d| tokio::time::Instant::now() + d);
+    let outcome = tokio::select! {
+        r = crate::await_client::wait(port, until) => r,
+        _ = sigterm.recv() => return Exit::Terminated,
+    };
+    match outcome {
+        Err(e @ crate::await_client::AwaitError::Timeout { .. }) => {
+            error!("{e}");
+            Exit::Timeout
+        }
+        Err(e) => {
+            error!("{e}");
+            Exit::Failure
+        }
+        Ok(outcome) if command.is_empty() => {
+            let _ = outcome;
+            Exit::Passed
+        }
+        Ok(outcome) => {
+            let env = handoff::env_vars(&outcome);
+            let err = handoff::exec(command, &env);
+            error!("{err}");
+            Exit::Handoff(err.exit_code())
+        }
+    }
 }

@@ -25,10 +25,11 @@ pub mod auth;
 pub mod link;
 pub mod members;
 pub mod proto;
+pub mod serve;
 pub mod session;
 pub mod topology;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -393,8 +394,10 @@ pub struct Rendezvous<R> {
     fallback: Option<u32>,
     released: Option<Duration>,
     accept_pause: Option<(Instant, Duration)>,
-    /// Authenticated rejections already logged, by peer and reason.
+    /// Authenticated rejections already logged, by peer and reason, and
+    /// all of them counted by reason.
     logged: HashSet<(String, Reject)>,
+    rejected: BTreeMap<Reject, u64>,
     readmissions: u64,
     status: watch::Sender<Status>,
     on_change: Option<OnChange>,
@@ -468,6 +471,7 @@ impl<R: Resolve> Rendezvous<R> {
             released: None,
             accept_pause: None,
             logged: HashSet::new(),
+            rejected: BTreeMap::new(),
             readmissions: 0,
             status: watch::Sender::new(Status::default()),
             on_change: None,
@@ -766,6 +770,7 @@ impl<R: Resolve> Rendezvous<R> {
     /// Logs an authenticated peer's rejection once per peer and reason:
     /// both sides know the token, so this is a configuration mistake.
     fn log_rejection(&mut self, peer: &str, reason: Reject, detail: &str, verb: &str) {
+        *self.rejected.entry(reason).or_default() += 1;
         if self.logged.insert((peer.to_owned(), reason)) {
             warn!(
                 peer,
@@ -880,6 +885,32 @@ impl<R: Resolve> Rendezvous<R> {
             },
         };
         self.merge(record, Source::Link(id));
+    }
+
+    /// Leaves the barrier for good (a serving sidecar on SIGTERM): records
+    /// this pod as `left` so that a replacement arriving later still counts
+    /// it, says goodbye on every link, and gives the links up to `grace` to
+    /// deliver that.
+    pub async fn leave(&mut self, grace: Duration) {
+        self.members
+            .set_own_state(State::Left, self.start.elapsed());
+        self.flush();
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in ids {
+            self.close_link(id, Some(Bye::Leaving));
+        }
+        let _ = timeout(grace, async {
+            while !self.links.is_empty() {
+                match self.events_rx.recv().await {
+                    Some(Event::Closed(id, _)) => {
+                        self.links.remove(&id);
+                    }
+                    Some(Event::Frame(..)) => {}
+                    None => break,
+                }
+            }
+        })
+        .await;
     }
 
     /// Asks a link to close; `bye` tells the peer it is on purpose.
@@ -1157,6 +1188,18 @@ impl<R: Resolve> Rendezvous<R> {
                 )
             })
             .collect()
+    }
+
+    /// One error line per peer not met, with why.
+    pub fn report_missing_lines(&self) {
+        for (peer, cause, attempts) in self.missing() {
+            tracing::error!(
+                peer = %peer,
+                cause = %cause,
+                attempts,
+                "peer not met: {peer}: {cause}"
+            );
+        }
     }
 
     /// Peers whose link has not confirmed the release yet (while leaving).

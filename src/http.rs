@@ -1,0 +1,271 @@
+//! The smallest HTTP/1.x server the health endpoints and `peergate await`
+//! need: one GET per connection, a response with a length, then close.
+//!
+//! No HTTP crate fits the 3 MB budget next to everything else (hyper and
+//! its stack add several hundred KB), and the endpoints need nothing but a
+//! request line. The parser is a pure function over the bytes read so far
+//! (fuzzed by `fuzz/fuzz_targets/http_request.rs`); the reader bounds the
+//! request's size and the time it may take.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// Most bytes of a request head (request line and headers).
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The path without its query string.
+    pub path: String,
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Request(Request),
+    /// The head is not complete yet.
+    NeedMore,
+    /// Not a request this server can read; answer 400.
+    Bad(&'static str),
+}
+
+/// Parses the request head in `buf` (everything read so far).
+pub fn parse(buf: &[u8]) -> Parsed {
+    let Some(end) = find(buf, b"\r\n\r\n").or_else(|| find(buf, b"\n\n")) else {
+        if buf.len() >= MAX_HEAD {
+            return Parsed::Bad("request head too large");
+        }
+        return Parsed::NeedMore;
+    };
+    let head = &buf[..end];
+    let line_end = find(head, b"\n").unwrap_or(head.len());
+    let line = &head[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Parsed::Bad("request line is not UTF-8");
+    };
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Parsed::Bad("malformed request line");
+    };
+    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+        return Parsed::Bad("unsupported HTTP version");
+    }
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Parsed::Bad("malformed method");
+    }
+    if !target.starts_with('/') || target.bytes().any(|b| b.is_ascii_control()) {
+        return Parsed::Bad("malformed request target");
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (target, None),
+    };
+    Parsed::Request(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query,
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A response: status, content type, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+
+    pub fn json(body: String) -> Response {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+
+    pub fn encode(&self, head_only: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: \
+             no-store\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+        out
+    }
+}
+
+/// Reads one request head from `stream`, within [`HEAD_DEADLINE`].
+pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Parsed> {
+    let mut buf = Vec::with_capacity(512);
+    let read = async {
+        loop {
+            match parse(&buf) {
+                Parsed::NeedMore => {}
+                done => return Ok(done),
+            }
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    timeout(HEAD_DEADLINE, read)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+/// Writes `response` and closes the sending side.
+pub async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &Response,
+    head_only: bool,
+) -> io::Result<()> {
+    stream.write_all(&response.encode(head_only)).await?;
+    stream.shutdown().await
+}
+
+/// Splits a response into its status and body (for `peergate await`, which
+/// reads what this module writes).
+pub fn parse_response(bytes: &[u8]) -> Option<(u16, &[u8])> {
+    let end = find(bytes, b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..end]).ok()?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, &bytes[end + 4..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str, query: Option<&str>) -> Parsed {
+        Parsed::Request(Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(
+            parse(b"GET /readyz HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.33\r\n\r\n"),
+            req("/readyz", None)
+        );
+        assert_eq!(
+            parse(b"GET /peers?x=1 HTTP/1.0\n\n"),
+            req("/peers", Some("x=1"))
+        );
+        assert_eq!(parse(b"GET /readyz HTTP/1.1\r\nHost"), Parsed::NeedMore);
+        assert_eq!(parse(b""), Parsed::NeedMore);
+        for bad in [
+            &b"GET /readyz\r\n\r\n"[..],
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            b"GET readyz HTTP/1.1\r\n\r\n",
+            b"GET /x HTTP/2\r\n\r\n",
+            b"get /x HTTP/1.1\r\n\r\n",
+            b"\xff\xfe /x HTTP/1.1\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\n\r\n",
+            b"PGBR\x02\x01\0\0\0\x20\r\n\r\n",
+        ] {
+            assert!(matches!(parse(bad), Parsed::Bad(_)), "{bad:?}");
+        }
+        let huge = vec![b'a'; MAX_HEAD + 1];
+        assert_eq!(parse(&huge), Parsed::Bad("request head too large"));
+    }
+
+    #[test]
+    fn responses_round_trip_through_the_client_parser() {
+        let r = Response::json("{\"a\":1}".into());
+        let bytes = r.encode(false);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Length: 7\r\n"));
+        assert_eq!(parse_response(&bytes), Some((200, &b"{\"a\":1}"[..])));
+        let head = Response::text(503, "waiting").encode(true);
+        assert_eq!(parse_response(&head), Some((503, &b""[..])));
+        assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_cut_off() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let read = tokio::spawn(async move { read_request(&mut server).await });
+        tokio::time::sleep(HEAD_DEADLINE + Duration::from_millis(1)).await;
+        let err = read.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(client.write_all(b"late").await);
+    }
+
+    /// The fuzz target's invariant over a fixed corpus: never panic, and a
+    /// parsed request's path starts with `/` and has no query.
+    #[test]
+    fn parser_invariants_on_mutated_input() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seed = b"GET /metrics?a=b HTTP/1.1\r\nHost: p\r\n\r\n".to_vec();
+        for round in 0..20_000 {
+            let mut data = if round % 2 == 0 {
+                seed.clone()
+            } else {
+                (0..(next() % 80) as usize).map(|_| next() as u8).collect()
+            };
+            for _ in 0..(next() % 4) {
+                if data.is_empty() {
+                    break;
+                }
+                let at = (next() as usize) % data.len();
+                data[at] = next() as u8;
+            }
+            check_invariants(&data);
+        }
+    }
+
+    pub(crate) fn check_invariants(data: &[u8]) {
+        if let Parsed::Request(r) = parse(data) {
+            assert!(r.path.starts_with('/') && !r.path.contains('?'));
+            assert!(!r.method.is_empty());
+        }
+    }
+}
