@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the peergate image in one command:
 #
-#   images/build.sh                      # cargo build --release, then docker build
+#   images/build.sh                      # images/static-build.sh, then docker build
 #   images/build.sh --tag my/peergate:x  # other reference
 #   images/build.sh --binary PATH        # package an already built static binary
 #
@@ -27,9 +27,9 @@ while (($#)); do
 done
 
 if [[ -z $binary ]]; then
-    (cd "$repo" && cargo build --release --bin peergate)
-    # .cargo/config.toml pins the target triple, so artefacts land under it.
-    binary="$repo/target/x86_64-unknown-linux-gnu/release/peergate"
+    # The static build (.cargo/static.toml); prints where cargo put it, so
+    # CARGO_TARGET_DIR and build.target-dir are honoured.
+    binary=$("$repo/images/static-build.sh")
 fi
 if [[ ! -x $binary ]]; then
     echo "images/build.sh: no executable at $binary" >&2
