@@ -12,7 +12,11 @@
 4. The examples agree with themselves: Service/subdomain/selector names,
    --peers against completions, publishNotReadyAddresses for init-container
    gates, JobSet --template names pointing at existing pods.
-5. job-restricted.yaml passes the Pod Security Standard "restricted".
+5. Every gate passes peergate's own configuration rules (src/config.rs) in
+   every pod it runs in: peers given one way only, --indices below --peers,
+   this pod's completion index below --peers, a hostfile directory that is a
+   writable mount, Open MPI told to keep the hostfile's FQDNs.
+6. job-restricted.yaml passes the Pod Security Standard "restricted".
 """
 
 import argparse
@@ -91,15 +95,102 @@ class Checker:
                 return a.split("=", 1)[1]
         return None
 
+    @staticmethod
+    def flag(container_args, env, flag):
+        """A flag's value as peergate sees it: the argument, else its
+        PEERGATE_<FLAG> variable (literal values only)."""
+        value = Checker.arg_value(container_args, flag)
+        if value is None:
+            var = "PEERGATE_" + flag[2:].upper().replace("-", "_")
+            value = next((e.get("value") for e in env if e.get("name") == var), None)
+        return value
+
+    @staticmethod
+    def parse_indices(text):
+        """peergate's --indices syntax (`0`, `0-3,7`), as peers::parse_indices."""
+        out = set()
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            lo, hi = int(lo), int(hi or lo)
+            if lo > hi:
+                raise ValueError(f"range {part!r} runs backwards")
+            out.update(range(lo, hi + 1))
+        return sorted(out)
+
+    def peer_indices(self, where, cname, container, args, pod_indices):
+        """Apply peergate's peer rules (Config::build, Config::indexed) to a
+        gate's arguments for every completion index its pods get. Returns the
+        indices it waits for, or None for --hosts or after an error."""
+        env = container.get("env") or []
+        get = lambda f: self.flag(args, env, f)
+        hosts, peers, indices = get("--hosts"), get("--peers"), get("--indices")
+        if hosts is not None:
+            for other in ("--peers", "--indices", "--template"):
+                if get(other) is not None:
+                    self.error(where, f"{cname}: --hosts conflicts with {other} (exit 2)")
+            return None
+        if peers is None and indices is None:
+            self.error(where, f"{cname}: no peers given: --peers, --indices or --hosts (exit 2)")
+            return None
+        try:
+            n = int(peers) if peers is not None else None
+            subset = self.parse_indices(indices) if indices is not None else None
+        except ValueError as e:
+            self.error(where, f"{cname}: unparsable --peers/--indices: {e} (exit 2)")
+            return None
+        if n is not None and n < 1:
+            self.error(where, f"{cname}: --peers {n}: a Job has at least one pod (exit 2)")
+            return None
+        if n is not None and subset is not None:
+            bad = [i for i in subset if i >= n]
+            if bad:
+                self.error(where, f"{cname}: index {bad[0]} is not below --peers {n} (exit 2)")
+                return None
+        if n is not None:
+            late = [i for i in pod_indices if i >= n]
+            if late:
+                self.error(
+                    where,
+                    f"{cname}: in the pod with completion index {late[0]}, this pod's index is "
+                    f"not below --peers {n} (exit 2): --peers counts this pod's own Job",
+                )
+                return None
+        return subset if subset is not None else list(range(n))
+
+    def check_handoff(self, where, pod, cname, container, args):
+        """A hostfile must land in a writable mount (peergate checks the
+        directory at start-up, exit 2); an Open MPI hostfile needs the
+        workload to keep FQDNs."""
+        path = self.flag(args, container.get("env") or [], "--write-hostfile")
+        if not path:
+            return
+        directory = path.rsplit("/", 1)[0] or "/"
+        mounts = {m["mountPath"].rstrip("/"): m for m in container.get("volumeMounts") or []}
+        mount = mounts.get(directory.rstrip("/"))
+        if mount is None or mount.get("readOnly"):
+            self.error(where, f"{cname}: --write-hostfile {path}: {directory} is not a writable volume mount")
+        fmt = self.flag(args, container.get("env") or [], "--hostfile-format")
+        if fmt == "openmpi":
+            need = {"OMPI_MCA_orte_keep_fqdn_hostnames", "PRTE_MCA_prte_keep_fqdn_hostnames"}
+            for c in pod.get("containers") or []:
+                have = {e.get("name") for e in c.get("env") or []}
+                if need - have:
+                    self.error(
+                        where,
+                        f"container {c['name']}: an Open MPI hostfile needs {', '.join(sorted(need - have))} "
+                        "(Open MPI otherwise cuts the names at the first dot)",
+                    )
+
     def peergate_containers(self, pod_spec):
-        """(kind, name, peergate arguments) of every container running peergate:
-        the peergate image, or a workload image whose command starts peergate."""
+        """(kind, container, peergate arguments) of every container running
+        peergate: the peergate image, or a workload image whose command starts
+        peergate."""
         for key, c in self.containers(pod_spec):
             command = c.get("command") or []
             if c.get("image") == self.image and not command:
-                yield key, c["name"], c.get("args") or []
+                yield key, c, c.get("args") or []
             elif command and command[0].rsplit("/", 1)[-1] == "peergate":
-                yield key, c["name"], command[1:] + (c.get("args") or [])
+                yield key, c, command[1:] + (c.get("args") or [])
 
     # -- Kubernetes schema validation -------------------------------------
 
@@ -139,8 +230,11 @@ class Checker:
             gates = list(self.peergate_containers(pod))
             if not gates:
                 self.error(where, "no peergate container")
-            for key, cname, args in gates:
-                peers = self.arg_value(args, "--peers")
+            for key, c, args in gates:
+                cname = c["name"]
+                self.peer_indices(where, cname, c, args, range(job.get("completions") or 1))
+                self.check_handoff(where, pod, cname, c, args)
+                peers = self.flag(args, c.get("env") or [], "--peers")
                 if peers is None or int(peers) != job.get("completions"):
                     self.error(where, f"{cname}: --peers {peers} != completions {job.get('completions')}")
                 if key == "initContainers" and svc is not None and not svc["spec"].get("publishNotReadyAddresses"):
@@ -199,13 +293,15 @@ class Checker:
             gates = list(self.peergate_containers(pod))
             if not gates:
                 self.error(rj_where, "no peergate container")
-            for _, cname, args in gates:
-                template_arg = self.arg_value(args, "--template")
-                peers = int(self.arg_value(args, "--peers") or 0)
-                if template_arg is None or peers < 1:
-                    self.error(rj_where, f"{cname}: needs --template and --peers")
+            for _, c, args in gates:
+                cname = c["name"]
+                self.check_handoff(rj_where, pod, cname, c, args)
+                waits_for = self.peer_indices(rj_where, cname, c, args, range(job_spec.get("completions", 1)))
+                template_arg = self.flag(args, c.get("env") or [], "--template")
+                if template_arg is None:
+                    self.error(rj_where, f"{cname}: needs --template for JobSet pod names")
                     continue
-                for i in range(peers):
+                for i in waits_for or []:
                     host, _, rest = template_arg.replace("{index}", str(i)).partition(".")
                     if host not in hostnames:
                         self.error(rj_where, f"--template peer {i} is {host!r}, which no pod of the JobSet is named")
