@@ -17,13 +17,20 @@
    this pod's completion index below --peers, a hostfile directory that is a
    writable mount, Open MPI told to keep the hostfile's FQDNs.
 6. job-restricted.yaml passes the Pod Security Standard "restricted".
+7. A NetworkPolicy admits a barrier Job's port only from that Job's pods and
+   lets them reach DNS.
+8. kustomization.yaml points kustomize's `images:` at the built image; with
+   --kubectl, every example is built through it (`kubectl kustomize`) with
+   another registry, and no reference to the original may remain.
 """
 
 import argparse
 import copy
 import pathlib
 import re
+import subprocess
 import sys
+import tempfile
 
 import yaml
 from kubernetes_validate import utils as kv
@@ -57,9 +64,12 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class Checker:
-    def __init__(self, image):
+    def __init__(self, image, kubectl=None):
         self.image = image
+        self.kubectl = kubectl
         self.errors = []
+        # Job name -> barrier port, of every Job whose gates run --mode barrier.
+        self.barrier_jobs = {}
 
     def error(self, where, msg):
         self.errors.append(f"{where}: {msg}")
@@ -257,6 +267,11 @@ class Checker:
                 self.error(where, "no peergate container")
             for key, c, args in gates:
                 cname = c["name"]
+                if self.flag(args, c.get("env") or [], "--mode") == "barrier":
+                    port = int(self.flag(args, c.get("env") or [], "--port") or 7470)
+                    self.barrier_jobs[doc["metadata"]["name"]] = port
+                    if port not in [p.get("containerPort") for p in c.get("ports") or []]:
+                        self.error(where, f"{cname}: barrier port {port} is not among its containerPorts")
                 self.peer_indices(where, cname, c, args, range(job.get("completions") or 1))
                 self.check_handoff(where, pod, cname, c, args)
                 peers = self.flag(args, c.get("env") or [], "--peers")
@@ -415,6 +430,114 @@ class Checker:
                 # Not a PSS control, but promised by this example.
                 self.error(cw, "readOnlyRootFilesystem must be true")
 
+    # -- NetworkPolicy ----------------------------------------------------
+
+    JOB_LABEL = "batch.kubernetes.io/job-name"
+
+    def check_network_policy(self, name, doc):
+        where = f"{name} NetworkPolicy/{doc['metadata']['name']}"
+        spec = doc["spec"]
+        job = (spec.get("podSelector") or {}).get("matchLabels", {}).get(self.JOB_LABEL)
+        if job is None:
+            self.error(where, f"podSelector must select the Job's pods by {self.JOB_LABEL}")
+            return
+        port = self.barrier_jobs.get(job)
+        if port is None:
+            self.error(where, f"selects Job {job!r}, which no example runs in barrier mode")
+            return
+        if "Ingress" not in (spec.get("policyTypes") or []):
+            self.error(where, "policyTypes must include Ingress")
+        own = {"podSelector": {"matchLabels": {self.JOB_LABEL: job}}}
+        for rule in spec.get("ingress") or []:
+            if rule.get("from") != [own]:
+                self.error(where, f"every ingress rule must admit only the Job's own pods ({own})")
+        admitted = {
+            (p.get("protocol", "TCP"), p.get("port"))
+            for rule in spec.get("ingress") or [] for p in rule.get("ports") or []
+        }
+        if admitted != {("TCP", port)}:
+            self.error(where, f"ingress must admit exactly TCP {port} (the barrier port), not {sorted(admitted)}")
+        if "Egress" in (spec.get("policyTypes") or []):
+            egress = {
+                (p.get("protocol", "TCP"), p.get("port"))
+                for rule in spec.get("egress") or [] for p in rule.get("ports") or []
+            }
+            for needed in (("UDP", 53), ("TCP", 53), ("TCP", port)):
+                if needed not in egress:
+                    self.error(where, f"egress must allow {needed[0]} {needed[1]}")
+
+    # -- kustomize --------------------------------------------------------
+
+    def image_refs(self, node):
+        """Every value of an `image` key in a manifest tree."""
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "image" and isinstance(v, str):
+                    yield v
+                else:
+                    yield from self.image_refs(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from self.image_refs(v)
+
+    def kustomize(self, directory):
+        out = subprocess.run(
+            [self.kubectl, "kustomize", str(directory)], capture_output=True, text=True
+        )
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip())
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    def check_kustomization(self, path, doc, examples):
+        where = path.name
+        repo, _, tag = self.image.rpartition(":")
+        if doc.get("apiVersion") != "kustomize.config.k8s.io/v1beta1" or doc.get("kind") != "Kustomization":
+            self.error(where, "must be a kustomize.config.k8s.io/v1beta1 Kustomization")
+        for res in doc.get("resources") or []:
+            if not (path.parent / res).is_file():
+                self.error(where, f"resource {res} is not a file in {path.parent}")
+        entries = [i for i in doc.get("images") or [] if i.get("name") == repo]
+        if len(entries) != 1:
+            self.error(where, f"needs one images: entry named {repo}")
+        elif entries[0].get("newTag") != tag:
+            self.error(where, f"images: newTag must be {tag!r}, the version images/build.sh tags")
+        if not self.kubectl:
+            print(f"checked {where} (structure only: no kubectl)")
+            return
+        try:
+            built = self.kustomize(path.parent)
+        except RuntimeError as e:
+            self.error(where, f"kubectl kustomize failed: {e}")
+            return
+        # Every example through the same images: rule, pointed elsewhere.
+        mirror = "registry.example.com/mirror/peergate"
+        for example in examples:
+            with tempfile.TemporaryDirectory() as tmp:
+                (pathlib.Path(tmp) / example.name).write_text(example.read_text())
+                (pathlib.Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump({
+                    "apiVersion": doc.get("apiVersion"),
+                    "kind": "Kustomization",
+                    "resources": [example.name],
+                    "images": [dict(entries[0] if entries else {}, name=repo, newName=mirror)],
+                }))
+                try:
+                    out = self.kustomize(tmp)
+                except RuntimeError as e:
+                    self.error(where, f"{example.name}: kubectl kustomize failed: {e}")
+                    continue
+            before = [r for d in yaml.safe_load_all(example.read_text()) if d for r in self.image_refs(d)]
+            after = [r for d in out for r in self.image_refs(d)]
+            ours = sum(1 for r in before if r == self.image)
+            if any(r.startswith(repo + ":") or r.startswith(repo + "@") for r in after):
+                self.error(where, f"{example.name}: kustomize left a reference to {repo}")
+            if sum(1 for r in after if r == f"{mirror}:{tag}") != ours:
+                self.error(where, f"{example.name}: kustomize did not point all {ours} peergate images at {mirror}")
+        print(
+            f"checked {where}: kubectl kustomize builds "
+            f"{', '.join(d['kind'] + '/' + d['metadata']['name'] for d in built)}, "
+            f"and points the peergate images of all {len(examples)} examples elsewhere"
+        )
+
     # -- Compose ----------------------------------------------------------
 
     def check_compose(self, name, doc, text):
@@ -432,6 +555,8 @@ class Checker:
     # -- driver -----------------------------------------------------------
 
     def run(self, paths, versions):
+        kustomizations, policies = [], []
+        examples = [p for p in paths if p.name != "kustomization.yaml" and not p.name.startswith("compose")]
         for path in paths:
             name = path.name
             text = path.read_text()
@@ -442,6 +567,15 @@ class Checker:
             if name.startswith("compose"):
                 self.check_compose(name, docs[0], text)
                 print(f"checked {name} (compose)")
+                continue
+            if name == "kustomization.yaml":
+                kustomizations.append((path, docs[0]))
+                continue
+            if all(d.get("kind") == "NetworkPolicy" for d in docs):
+                for d in docs:
+                    self.validate_schema(f"{name} NetworkPolicy/{d['metadata']['name']}", d, versions)
+                    policies.append((name, d))
+                print(f"checked {name}: {', '.join('NetworkPolicy/' + d['metadata']['name'] for d in docs)}")
                 continue
             images = []
             for d in docs:
@@ -464,6 +598,11 @@ class Checker:
             else:
                 self.check_job_file(name, docs, versions)
             print(f"checked {name}: {', '.join(d['kind'] + '/' + d['metadata']['name'] for d in docs)}")
+        # These refer to the other files, so they come last.
+        for name, doc in policies:
+            self.check_network_policy(name, doc)
+        for path, doc in kustomizations:
+            self.check_kustomization(path, doc, examples)
         return self.errors
 
 
@@ -471,9 +610,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", required=True, help="the image reference images/build.sh builds")
     ap.add_argument("-k", "--kubernetes-version", action="append", dest="versions", required=True)
+    ap.add_argument("--kubectl", help="kubectl to build kustomization.yaml with (else structure only)")
     ap.add_argument("paths", nargs="+", type=pathlib.Path)
     args = ap.parse_args()
-    errors = Checker(args.image).run(args.paths, args.versions)
+    errors = Checker(args.image, args.kubectl).run(args.paths, args.versions)
     for e in errors:
         print(f"ERROR {e}", file=sys.stderr)
     if errors:
