@@ -18,7 +18,7 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 while (($#)); do
     case $1 in
         --target) triple=$2; shift 2 ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "images/static-build.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
