@@ -201,9 +201,16 @@ class Checker:
         for key, c in self.containers(pod_spec):
             command = c.get("command") or []
             if c.get("image") == self.image and not command:
-                yield key, c, c.get("args") or []
+                args = c.get("args") or []
             elif command and command[0].rsplit("/", 1)[-1] == "peergate":
-                yield key, c, command[1:] + (c.get("args") or [])
+                args = command[1:] + (c.get("args") or [])
+            else:
+                continue
+            # `peergate await` waits for the local --serve instance and takes
+            # none of the gate's peer flags: it is not a gate.
+            if args[:1] == ["await"]:
+                continue
+            yield key, c, args
 
     # -- Kubernetes schema validation -------------------------------------
 
