@@ -3,21 +3,39 @@
 # and every workload exited 0, then `down` (also on failure). Needs the images
 # from images/build.sh and images/sandbox/build.sh; the compose project name
 # is unique per run so nothing collides with a user's own `up`.
+#
+# Uses Docker Compose v2 (`docker compose`) where it is installed and falls
+# back to v1 (`docker-compose`) only where v2 is missing (.ci/compose.bash);
+# COMPOSE_CMD="docker-compose" (or "docker compose") picks one explicitly.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 file="$repo/examples/compose.yaml"
 project="pgsmoke$$"
-compose=(docker-compose --project-name "$project" -f "$file")
+if [[ -n ${COMPOSE_CMD:-} ]]; then
+    read -r -a COMPOSE <<<"$COMPOSE_CMD"
+else
+    source "$repo/.ci/compose.bash"
+fi
+if ((${#COMPOSE[@]} == 0)); then
+    echo "compose-smoke: neither docker compose (v2) nor docker-compose (v1) is installed" >&2
+    exit 1
+fi
+echo "compose-smoke: ${COMPOSE[*]} $("${COMPOSE[@]}" version --short 2>/dev/null || true)"
+compose=("${COMPOSE[@]}" --project-name "$project" -f "$file")
 
 cleanup() { "${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-"${compose[@]}" up --detach --quiet-pull 2>&1 | grep -v '^Creating' || true
+# v1 reports each "Creating ..." on stderr, v2 draws progress lines: keep
+# only what is neither.
+"${compose[@]}" up --detach --quiet-pull 2>&1 | grep -vE '^(Creating|Network|Container| *(Network|Container) )' || true
 
 status=0
 for svc in gate-0 gate-1 gate-2 work-0 work-1 work-2; do
-    id=$("${compose[@]}" ps --quiet "$svc")
+    # --all: v2 lists only running containers without it, and a gate has
+    # usually exited by now.
+    id=$("${compose[@]}" ps --all --quiet "$svc")
     if [[ -z $id ]]; then
         echo "compose-smoke: $svc was never created" >&2
         status=1

@@ -4,7 +4,10 @@
 # package kubernetes-validate ships, for the newest Kubernetes it knows and for
 # the oldest version peergate's examples support; the JobSet against the
 # jobset.x-k8s.io/v1alpha2 field lists (kubernetes-validate has no CRD
-# schemas); compose.yaml with docker-compose when it is installed.
+# schemas); kustomization.yaml by building every example through it with
+# `kubectl kustomize` when kubectl is installed (else its structure only);
+# compose.yaml with Docker Compose (v2, else v1) when it is installed. With
+# CI=true a missing kubectl or Compose is an error.
 #
 # Usage: bash .ci/validate-manifests.sh
 # Env:   VENV (default target/ci-venv), KUBERNETES_VALIDATE_VERSION (pinned).
@@ -38,19 +41,31 @@ if ((${#manifests[@]} == 0)); then
     exit 1
 fi
 
-"$py" .ci/validate_manifests.py --image "$image" \
-    -k "$newest_k8s" -k "$oldest_k8s" "${manifests[@]}"
-
-if command -v docker-compose >/dev/null; then
-    for f in examples/compose*.yaml; do
-        docker-compose -f "$f" config --quiet
-        echo "docker-compose config: $f ok"
-    done
+kubectl_args=()
+if command -v kubectl >/dev/null; then
+    kubectl_args=(--kubectl "$(command -v kubectl)")
+    echo "kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' | sed 's/^/(kustomize /; s/$/)/')"
 elif [[ ${CI:-} == true ]]; then
-    echo "validate-manifests: docker-compose missing (apt-get install docker-compose)" >&2
+    echo "validate-manifests: kubectl missing: examples/kustomization.yaml cannot be built" >&2
     exit 1
 else
-    echo "validate-manifests: docker-compose not installed, compose files only checked by the script above"
+    echo "validate-manifests: kubectl not installed, kustomization.yaml checked for structure only"
+fi
+
+"$py" .ci/validate_manifests.py --image "$image" "${kubectl_args[@]}" \
+    -k "$newest_k8s" -k "$oldest_k8s" "${manifests[@]}"
+
+source .ci/compose.bash
+if ((${#COMPOSE[@]})); then
+    for f in examples/compose*.yaml; do
+        "${COMPOSE[@]}" -f "$f" config --quiet
+        echo "${COMPOSE[*]} config: $f ok"
+    done
+elif [[ ${CI:-} == true ]]; then
+    echo "validate-manifests: neither docker compose (v2) nor docker-compose (v1) is installed" >&2
+    exit 1
+else
+    echo "validate-manifests: Docker Compose not installed, compose files only checked by the script above"
 fi
 
 echo "validate-manifests: all ${#manifests[@]} manifests passed (k8s $newest_k8s and $oldest_k8s, strict)"

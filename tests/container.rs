@@ -20,9 +20,11 @@
 //! result does not depend on the host's resolver, and a missing peer looks
 //! like it does on an offline engine (no answer rather than NXDOMAIN).
 //!
-//! The peergate image is built once per run from this crate's binary with
-//! images/build.sh (or taken from `PEERGATE_TEST_IMAGE`, e.g. the release
-//! image `images/build.sh` made, which is then left in place). Every
+//! The peergate image is built once per run by images/build.sh, which makes
+//! the static release binary the FROM scratch image needs (the test build of
+//! this crate is linked for the host, dynamically on glibc), or taken from
+//! `PEERGATE_TEST_IMAGE` (as CI does with the image it built before the
+//! tests), which is then left in place. Every
 //! container, network and image the test creates carries the run's unique
 //! prefix and is removed by a Drop guard, also when an assertion fails.
 //!
@@ -194,10 +196,7 @@ fn build_images(run: &str) -> Images {
         _ => {
             let tag = format!("{run}-peergate:test");
             created.push(Created::new(Kind::Image, tag.clone()));
-            run_script(
-                &repo().join("images/build.sh"),
-                &["--binary", env!("CARGO_BIN_EXE_peergate"), "--tag", &tag],
-            );
+            run_script(&repo().join("images/build.sh"), &["--tag", &tag]);
             tag
         }
     };

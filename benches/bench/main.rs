@@ -41,7 +41,7 @@
 //! | PEERGATE_BENCH_SCALE_REPS     | PEERGATE_BENCH_REPS | repetitions of the scale run           |
 //! | PEERGATE_BENCH_HOLD           | unset            | keep the scale bed up N s before its runs (profiling by hand) |
 //! | PEERGATE_BENCH_OUT            | docs/bench       | where results.md and latency.svg go       |
-//! | PEERGATE_BENCH_BIN            | the release build | peergate binary to measure               |
+//! | PEERGATE_BENCH_BIN            | cargo's build for the host | peergate binary to measure (the image's static one: `images/static-build.sh` prints its path) |
 //!
 //! Not a test: nothing here asserts a time. Targets are reported as ratios.
 
