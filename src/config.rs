@@ -128,6 +128,10 @@ pub struct Config {
     pub deadline: Option<Duration>,
     pub concurrency: usize,
     pub barrier: Option<BarrierSettings>,
+    /// The headless Service's own name (`<subdomain>.<ns>.svc.<zone>.`),
+    /// when every part of it is known: the barrier's way in when no peer's
+    /// name resolves yet.
+    pub service: Option<String>,
     pub hostfile: Option<HostfileSpec>,
     pub command: Vec<OsString>,
 }
@@ -268,6 +272,7 @@ impl Config {
             self_index,
             self_target,
             job,
+            service,
         } = match hosts_arg {
             Some(list) => {
                 for (flag, present) in [
@@ -288,6 +293,7 @@ impl Config {
                     self_index: pod.optional_index()?,
                     self_target: None,
                     job,
+                    service: None,
                 }
             }
             None => Self::indexed(&args, &mut pod)?,
@@ -364,6 +370,7 @@ impl Config {
             deadline,
             concurrency,
             barrier,
+            service,
             hostfile,
             command: args.command,
         })
@@ -435,11 +442,16 @@ impl Config {
             .clone()
             .or_else(|| pod.job().ok())
             .unwrap_or_else(|| "peergate".into());
+        let service = match (&vars.subdomain, &vars.namespace, &vars.zone) {
+            (Some(svc), Some(ns), Some(zone)) => Some(format!("{svc}.{ns}.svc.{zone}.")),
+            _ => None,
+        };
         Ok(PeerPlan {
             peers,
             self_index,
             self_target,
             job,
+            service,
         })
     }
 }
@@ -545,6 +557,7 @@ struct PeerPlan {
     self_index: Option<u32>,
     self_target: Option<Target>,
     job: String,
+    service: Option<String>,
 }
 
 /// Lazily derived facts about this pod: files are read only when a value

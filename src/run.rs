@@ -279,6 +279,7 @@ pub async fn run(config: Config) -> Exit {
                 connect_timeout: config.probe.timeout,
                 concurrency: config.concurrency,
                 serve: settings.serve,
+                service: config.service.clone(),
             };
             let mut barrier = match Rendezvous::new(rv_settings, listener, resolver) {
                 Ok(b) => b,

@@ -54,6 +54,10 @@ scenarios!(
     b09_barrier_frozen_pod,
     b10_barrier_replaced_mid_barrier,
     h01_handoff,
+    c01_sidecar_late_pod,
+    c02_sidecar_replaced_after_release,
+    c03_sidecar_replaced_after_release_negative_cache,
+    c04_sidecar_early_finisher,
 );
 
 /// `-- COMMAND` replaces peergate: the command runs under peergate's PID

@@ -70,6 +70,10 @@ const KEEPALIVE_PROBES: u32 = 3;
 const USER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Failed dials of a known address after which the walk looks past it.
 const SUSPECT_AFTER: u32 = 3;
+/// The scheduler's key for a dial through the Service's record.
+const SERVICE: u32 = u32::MAX;
+/// Addresses from the Service's record tried in one attempt.
+const SERVICE_TRIES: usize = 3;
 /// Longest pause after an accept() error.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -93,6 +97,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// Stay after the release (a native sidecar).
     pub serve: bool,
+    /// The headless Service's own name, whose record lists every pod: the
+    /// way in when no peer's name resolves yet (a negative cache).
+    pub service: Option<String>,
 }
 
 /// Binds the barrier's listener: on `addr`, or on all addresses (`[::]`,
@@ -218,10 +225,13 @@ enum Dialed {
 
 /// Where and how to dial one peer.
 struct DialPlan<R> {
-    expect: u32,
+    /// The index looked for; `None` for any member (the Service's record).
+    expect: Option<u32>,
     target: Target,
     /// Addresses from the peer's record; its name is resolved when empty.
     known: Vec<IpAddr>,
+    /// Addresses never to dial (this pod's own).
+    skip: Vec<IpAddr>,
     resolver: Option<Arc<R>>,
     port: u16,
     source: Option<IpAddr>,
@@ -236,13 +246,14 @@ async fn dial<R: Resolve>(plan: DialPlan<R>) -> Dialed {
         expect,
         target,
         known,
+        skip,
         resolver,
         port,
         source,
         connect_timeout,
         local,
     } = plan;
-    let addrs = if known.is_empty() {
+    let mut addrs = if known.is_empty() {
         match dns::addresses(&target, resolver.as_deref()).await {
             Ok(addrs) => addrs,
             Err(cause) => return Dialed::Failed(cause),
@@ -250,6 +261,13 @@ async fn dial<R: Resolve>(plan: DialPlan<R>) -> Dialed {
     } else {
         known
     };
+    addrs.retain(|a| !skip.contains(a));
+    if expect.is_none() {
+        // The Service's record lists every pod: start anywhere, and try a
+        // few, not all.
+        rotate_randomly(&mut addrs);
+        addrs.truncate(SERVICE_TRIES);
+    }
     let mut cause = Cause::NoRecords;
     for addr in addrs {
         let remote = SocketAddr::new(addr, port);
@@ -279,6 +297,16 @@ async fn dial<R: Resolve>(plan: DialPlan<R>) -> Dialed {
         }
     }
     Dialed::Failed(cause)
+}
+
+/// Rotates `v` by a random amount.
+fn rotate_randomly<T>(v: &mut [T]) {
+    if v.len() > 1 {
+        let mut b = [0u8; 8];
+        auth::fill_random(&mut b);
+        let k = (u64::from_le_bytes(b) % v.len() as u64) as usize;
+        v.rotate_left(k);
+    }
 }
 
 /// Connects to `remote`, from `source` when the barrier listens on one
@@ -392,6 +420,8 @@ pub struct Rendezvous<R> {
     /// are missing, and the one tried last.
     extra: usize,
     fallback: Option<u32>,
+    /// When a dial through the Service's record may be tried again.
+    service_retry: Option<Instant>,
     released: Option<Duration>,
     accept_pause: Option<(Instant, Duration)>,
     /// Authenticated rejections already logged, by peer and reason, and
@@ -468,6 +498,7 @@ impl<R: Resolve> Rendezvous<R> {
             dials,
             extra: 0,
             fallback: None,
+            service_retry: None,
             released: None,
             accept_pause: None,
             logged: HashSet::new(),
@@ -601,6 +632,17 @@ impl<R: Resolve> Rendezvous<R> {
                 }
             }
         }
+        // Alone, and no name led anywhere yet: look the Service up, which
+        // names every pod that exists, whatever a cache says of each name.
+        if self.links.is_empty()
+            && self.settings.service.is_some()
+            && self.dials.iter().any(|d| d.failures > 0)
+            && !self.schedule.is_running(SERVICE)
+            && !self.schedule.is_queued(SERVICE)
+        {
+            let at = self.service_retry.map_or(now, |t| t.max(now));
+            self.schedule.schedule(SERVICE, at);
+        }
         if have < want && self.topology == Topology::Tree && walked < self.candidates.len() {
             let beyond = self.candidates.len() - walked;
             let c = self.candidates[walked + self.extra % beyond];
@@ -624,6 +666,27 @@ impl<R: Resolve> Rendezvous<R> {
 
     fn start_dials(&mut self, now: Instant) {
         while let Some(c) = self.schedule.next_due(now) {
+            if c == SERVICE {
+                if !self.links.is_empty() {
+                    continue;
+                }
+                let Some(name) = self.settings.service.clone() else {
+                    continue;
+                };
+                let attempt = dial(DialPlan {
+                    expect: None,
+                    target: Target::Name(name),
+                    known: Vec::new(),
+                    skip: self.members.me().addrs.clone(),
+                    resolver: self.resolver.clone(),
+                    port: self.settings.port,
+                    source: self.settings.listen,
+                    connect_timeout: self.settings.connect_timeout,
+                    local: Arc::clone(&self.local),
+                });
+                self.schedule.start(c, now, attempt);
+                continue;
+            }
             if self.by_index.contains_key(&c) {
                 continue;
             }
@@ -633,9 +696,10 @@ impl<R: Resolve> Rendezvous<R> {
                 _ => Vec::new(),
             };
             let attempt = dial(DialPlan {
-                expect: c,
+                expect: Some(c),
                 target: self.settings.peers[c as usize].target.clone(),
                 known,
+                skip: Vec::new(),
                 resolver: self.resolver.clone(),
                 port: self.settings.port,
                 source: self.settings.listen,
@@ -648,6 +712,20 @@ impl<R: Resolve> Rendezvous<R> {
 
     fn on_wake(&mut self, wake: Wake<u32, Dialed>) {
         match wake {
+            Wake::Done {
+                key: SERVICE,
+                started,
+                output,
+            } => match output {
+                Dialed::Linked(link) => {
+                    self.service_retry = None;
+                    self.adopt(*link, true);
+                }
+                Dialed::Failed(cause) => {
+                    debug!(cause = %cause, "dial through the Service's record failed");
+                    self.service_retry = Some(started + self.settings.interval);
+                }
+            },
             Wake::Done {
                 key,
                 started,

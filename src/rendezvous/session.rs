@@ -31,9 +31,10 @@ use super::proto::{
 /// Which end of the connection this pod is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// It dialed, looking for this index.
+    /// It dialed, looking for this index (`None`: for any member, an
+    /// address from the Service's record).
     Dialer {
-        expect: u32,
+        expect: Option<u32>,
     },
     Listener,
 }
@@ -102,7 +103,9 @@ pub fn check_claims(local: &Hello, peer: &Hello, role: Role) -> Result<(), (Reje
             ),
         ));
     }
-    if let Role::Dialer { expect } = role
+    if let Role::Dialer {
+        expect: Some(expect),
+    } = role
         && peer.index != expect
     {
         return Err((
@@ -447,7 +450,14 @@ mod tests {
     async fn connect(dialer: &Local, expect: u32, listener: &Local) -> (Outcome, Outcome) {
         let (a, b) = duplex(1 << 16);
         tokio::join!(
-            run(dialer, Role::Dialer { expect }, direct(), a),
+            run(
+                dialer,
+                Role::Dialer {
+                    expect: Some(expect)
+                },
+                direct(),
+                a
+            ),
             run(listener, Role::Listener, direct(), b)
         )
     }
@@ -607,7 +617,7 @@ mod tests {
             seen
         };
         let (a, b, sent_by_dialer, _) = tokio::join!(
-            run(&d, Role::Dialer { expect: 2 }, direct(), da),
+            run(&d, Role::Dialer { expect: Some(2) }, direct(), da),
             run(&l, Role::Listener, direct(), lb),
             forward(mid_d_r, mid_l_w),
             forward(mid_l_r, mid_d_w),
@@ -636,7 +646,7 @@ mod tests {
         let (a, b, _, _) = tokio::join!(
             run(
                 &d,
-                Role::Dialer { expect: 2 },
+                Role::Dialer { expect: Some(2) },
                 binding("10.0.0.1:40000", "10.0.0.66:7470"),
                 da
             ),
@@ -657,7 +667,7 @@ mod tests {
     async fn reflection_fails() {
         // 1. Everything a pod sends comes back to it.
         let l = pod("uid", 2);
-        for role in [Role::Listener, Role::Dialer { expect: 1 }] {
+        for role in [Role::Listener, Role::Dialer { expect: Some(1) }] {
             let (end, mirror) = duplex(1 << 16);
             let (mr, mw) = split(mirror);
             let echo = async move {
@@ -699,7 +709,7 @@ mod tests {
             ),
             run(
                 &l,
-                Role::Dialer { expect: 1 },
+                Role::Dialer { expect: Some(1) },
                 binding("10.0.0.3:42000", "10.0.0.66:7470"),
                 as_dialer
             ),
@@ -735,7 +745,7 @@ mod tests {
         };
         let (outcome_d, outcome_l, _, _) = tokio::join!(
             async {
-                let (_, _, mut w) = run(&d, Role::Dialer { expect: 2 }, direct(), a)
+                let (_, _, mut w) = run(&d, Role::Dialer { expect: Some(2) }, direct(), a)
                     .await
                     .unwrap();
                 w.send(&Sealed::Complete).await.unwrap();

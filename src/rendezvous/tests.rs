@@ -49,6 +49,7 @@ fn pod(index: u32, world: u32, generation: u8) -> Rendezvous<NoDns> {
         connect_timeout: SEC,
         concurrency: 8,
         serve: false,
+        service: None,
     };
     let listener = listen(settings.listen, 0).expect("bind loopback");
     Rendezvous::new(settings, listener, Some(Arc::new(NoDns))).unwrap()
@@ -124,7 +125,15 @@ async fn link(a: &mut Rendezvous<NoDns>, b: &mut Rendezvous<NoDns>, gate: Option
         gate: gate.unwrap_or_default(),
     };
     let (ra, rb) = tokio::join!(
-        handshake_stream(x, Role::Dialer { expect }, &la, sa, sb),
+        handshake_stream(
+            x,
+            Role::Dialer {
+                expect: Some(expect)
+            },
+            &la,
+            sa,
+            sb
+        ),
         handshake_stream(y, Role::Listener, &lb, sb, sa)
     );
     a.adopt(ra.expect("dialer handshake"), true);
@@ -288,7 +297,7 @@ async fn a_newer_incarnation_supersedes_a_live_one_and_the_old_is_turned_away() 
     let (lo, la) = (Arc::clone(&old.local), Arc::clone(&a.local));
     let (so, sa) = (sock(&old, 40_000), sock(&a, 7470));
     let (ro, ra) = tokio::join!(
-        handshake_stream(x, Role::Dialer { expect: 0 }, &lo, so, sa),
+        handshake_stream(x, Role::Dialer { expect: Some(0) }, &lo, so, sa),
         handshake_stream(y, Role::Listener, &la, sa, so)
     );
     a.adopt(ra.unwrap(), false);

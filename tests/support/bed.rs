@@ -383,6 +383,15 @@ impl Bed {
         )
     }
 
+    /// The headless Service's own name: like CoreDNS, the bed answers it with
+    /// the address of every published pod.
+    pub fn service_fqdn(&self) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            self.cfg.subdomain, self.cfg.namespace, self.cfg.zone
+        )
+    }
+
     /// Creates the sandbox of pod `index` (a new incarnation if it existed):
     /// namespace, veth, addresses, kubelet-style hosts and resolv.conf. The DNS
     /// record is not published yet (see [`Bed::publish`]).
@@ -464,22 +473,37 @@ impl Bed {
         }
     }
 
-    /// Publishes pod `index`'s current addresses under its FQDN, replacing any
-    /// older (stale) record of that name, and waits until dnsmasq reloaded.
+    /// Publishes pod `index`'s current addresses under its FQDN and under
+    /// the Service's name, replacing any older (stale) record of the pod, and
+    /// waits until dnsmasq reloaded.
     pub fn publish(&mut self, index: usize) {
         let pod = self.live_pod(index).clone();
-        self.records.retain(|(n, _)| *n != pod.fqdn);
+        self.drop_records(index);
         for a in pod.ips() {
             self.records.push((pod.fqdn.clone(), a));
+            self.records.push((self.service_fqdn(), a));
         }
         self.reload_records();
     }
 
-    /// Removes every record of pod `index`'s FQDN (NXDOMAIN afterwards).
+    /// Removes every record of pod `index` (its FQDN is NXDOMAIN afterwards;
+    /// the Service's name no longer lists it).
     pub fn unpublish(&mut self, index: usize) {
-        let fqdn = self.fqdn(index);
-        self.records.retain(|(n, _)| *n != fqdn);
+        self.drop_records(index);
         self.reload_records();
+    }
+
+    fn drop_records(&mut self, index: usize) {
+        let fqdn = self.fqdn(index);
+        let service = self.service_fqdn();
+        let old: Vec<IpAddr> = self
+            .records
+            .iter()
+            .filter(|(n, _)| *n == fqdn)
+            .map(|(_, a)| *a)
+            .collect();
+        self.records
+            .retain(|(n, a)| *n != fqdn && !(*n == service && old.contains(a)));
     }
 
     /// Adds an arbitrary record (`name` without trailing dot).

@@ -92,6 +92,16 @@ pub struct RunSpec {
     /// Wrap every program in `/usr/bin/time -v` (benchmarks: CPU, peak RSS
     /// in `<pod dir>/main.time`). Signals then reach time, not the program.
     pub time_v: bool,
+    /// Arguments of a peergate native sidecar. When set, every pod runs
+    /// like a kubelet runs a pod with a native sidecar: the sidecar starts
+    /// first, then `peergate await` (an init container), then the program
+    /// (the workload) once the await exited 0. When the workload exits the
+    /// sidecar gets SIGTERM; when the sidecar has exited the pod has ended
+    /// and its DNS record goes (a Succeeded pod leaves the endpoints).
+    pub sidecar: Vec<String>,
+    /// Arguments of `peergate await` after `await` itself.
+    #[serde(rename = "await")]
+    pub await_args: Vec<String>,
 }
 
 impl Default for RunSpec {
@@ -103,6 +113,8 @@ impl Default for RunSpec {
             unprivileged: false,
             ping_group_range: None,
             time_v: false,
+            sidecar: Vec::new(),
+            await_args: Vec::new(),
         }
     }
 }
@@ -204,7 +216,22 @@ pub struct ExpectSpec {
     pub stdout: Vec<Vec<String>>,
     /// At most this many stderr lines (a log flood fails it).
     pub stderr_max_lines: Option<usize>,
+    /// Which process of the pod: `main` (default), `await` or `sidecar`.
+    #[serde(default)]
+    pub proc: ProcKind,
 }
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcKind {
+    #[default]
+    Main,
+    Await,
+    Sidecar,
+}
+
+/// How often a pod with a sidecar is looked at (the kubelet's reaction time).
+const REAP_EVERY: Duration = Duration::from_millis(10);
 
 /// Durations as strings: "2s", "1.5s", "200ms", "1m".
 mod dur {
@@ -266,7 +293,19 @@ enum Step {
     PodStart(usize),
     PodPublish(usize),
     PodRun(usize),
+    /// Watches a pod with a sidecar: starts its workload after the await,
+    /// stops the sidecar after the workload, ends the pod after the sidecar.
+    Reap(usize),
     Event(usize),
+}
+
+/// Where a pod with a sidecar is in its life.
+#[derive(Clone, Copy, Debug)]
+struct SidecarPod {
+    sidecar: ProcId,
+    await_proc: ProcId,
+    main: Option<ProcId>,
+    stopping: bool,
 }
 
 /// The state after a scenario ran: the bed (still up, for extra checks such
@@ -276,12 +315,26 @@ pub struct Run {
     pub t0: Instant,
     pub marks: BTreeMap<String, Instant>,
     pub main: BTreeMap<usize, Vec<ProcId>>,
+    pub sidecars: BTreeMap<usize, Vec<ProcId>>,
+    pub awaits: BTreeMap<usize, Vec<ProcId>>,
+    /// The latest incarnation of each pod that runs a sidecar.
+    life: BTreeMap<usize, SidecarPod>,
 }
 
 impl Run {
     /// The latest program started in pod `index`.
     pub fn last_proc(&self, index: usize) -> Option<ProcId> {
         self.main.get(&index).and_then(|v| v.last().copied())
+    }
+
+    /// The latest process of `kind` started in pod `index`.
+    pub fn last_of(&self, kind: ProcKind, index: usize) -> Option<ProcId> {
+        let map = match kind {
+            ProcKind::Main => &self.main,
+            ProcKind::Await => &self.awaits,
+            ProcKind::Sidecar => &self.sidecars,
+        };
+        map.get(&index).and_then(|v| v.last().copied())
     }
 }
 
@@ -394,6 +447,9 @@ impl Scenario {
             t0: Instant::now(),
             marks: BTreeMap::new(),
             main: BTreeMap::new(),
+            sidecars: BTreeMap::new(),
+            awaits: BTreeMap::new(),
+            life: BTreeMap::new(),
         };
         let mut seq = 0u64;
         // Min-heap on (time, seq) through Reverse ordering.
@@ -428,7 +484,12 @@ impl Scenario {
             }
         }
         // Wait (bounded) for every program, then kill what is left.
-        for ids in run.main.values() {
+        for ids in run
+            .main
+            .values()
+            .chain(run.sidecars.values())
+            .chain(run.awaits.values())
+        {
             for id in ids {
                 let p = run.bed.proc(*id);
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -471,12 +532,12 @@ impl Scenario {
                 }
                 mark(run, format!("pod{i}.start"));
                 if plan.publish_delay.is_zero() {
-                    self.step(run, plans, Step::PodPublish(i), now);
+                    next.extend(self.step(run, plans, Step::PodPublish(i), now));
                 } else {
                     next.push((now + plan.publish_delay, Step::PodPublish(i)));
                 }
                 if plan.run_delay.is_zero() {
-                    self.step(run, plans, Step::PodRun(i), now);
+                    next.extend(self.step(run, plans, Step::PodRun(i), now));
                 } else {
                     next.push((now + plan.run_delay, Step::PodRun(i)));
                 }
@@ -486,6 +547,78 @@ impl Scenario {
                     run.bed.publish(i);
                     mark(run, format!("pod{i}.publish"));
                 }
+            }
+            Step::PodRun(i) if !self.run.sidecar.is_empty() => {
+                if run.bed.pod(i).is_some_and(|p| p.alive) {
+                    let x = |s: &String| expand(s, &run.bed, self, Some(i));
+                    let peergate = env!("CARGO_BIN_EXE_peergate").to_string();
+                    let mut sidecar = PodCommand::new("sidecar", &[]);
+                    sidecar.argv = std::iter::once(peergate.clone())
+                        .chain(self.run.sidecar.iter().map(x))
+                        .collect();
+                    let mut waiter = PodCommand::new("await", &[]);
+                    waiter.argv = [peergate, "await".into()]
+                        .into_iter()
+                        .chain(self.run.await_args.iter().map(x))
+                        .collect();
+                    let sidecar = run.bed.spawn(i, &sidecar);
+                    let await_proc = run.bed.spawn(i, &waiter);
+                    run.sidecars.entry(i).or_default().push(sidecar);
+                    run.awaits.entry(i).or_default().push(await_proc);
+                    run.life.insert(
+                        i,
+                        SidecarPod {
+                            sidecar,
+                            await_proc,
+                            main: None,
+                            stopping: false,
+                        },
+                    );
+                    mark(run, format!("pod{i}.run"));
+                    next.push((now + REAP_EVERY, Step::Reap(i)));
+                }
+            }
+            Step::Reap(i) => {
+                let Some(mut life) = run.life.get(&i).copied() else {
+                    return next;
+                };
+                let exited = |id: ProcId| run.bed.proc(id).exit();
+                if exited(life.sidecar).is_some() {
+                    // The pod has ended: a Succeeded pod leaves the
+                    // Service's endpoints.
+                    if run.bed.pod(i).is_some_and(|p| p.alive) {
+                        run.bed.unpublish(i);
+                        mark(run, format!("pod{i}.end"));
+                    }
+                    run.life.remove(&i);
+                    return next;
+                }
+                match (exited(life.await_proc), life.main) {
+                    (Some(e), None) if e.code() == Some(0) && !life.stopping => {
+                        let plan = &plans[i];
+                        if plan.program == "none" {
+                            // No workload: the pod keeps running.
+                        } else {
+                            let cmd = self.command(&run.bed, i, plan);
+                            let id = run.bed.spawn(i, &cmd);
+                            run.main.entry(i).or_default().push(id);
+                            life.main = Some(id);
+                            mark(run, format!("pod{i}.main"));
+                        }
+                    }
+                    (Some(_), None) if !life.stopping => {
+                        // The init container failed: the kubelet stops the pod.
+                        run.bed.proc(life.sidecar).signal(libc::SIGTERM);
+                        life.stopping = true;
+                    }
+                    (_, Some(main)) if exited(main).is_some() && !life.stopping => {
+                        run.bed.proc(life.sidecar).signal(libc::SIGTERM);
+                        life.stopping = true;
+                    }
+                    _ => {}
+                }
+                run.life.insert(i, life);
+                next.push((now + REAP_EVERY, Step::Reap(i)));
             }
             Step::PodRun(i) => {
                 let plan = &plans[i];
@@ -575,7 +708,7 @@ impl Scenario {
 
     fn check_pod(&self, run: &Run, x: &ExpectSpec, i: usize) -> Result<(), String> {
         let id = run
-            .last_proc(i)
+            .last_of(x.proc, i)
             .ok_or_else(|| "no program ran in this pod".to_string())?;
         let p = run.bed.proc(id);
         let exit = p
@@ -663,13 +796,24 @@ impl Scenario {
         for (name, t) in marks {
             writeln!(s, "  t={:7.3}s  {name}", rel(*t)).unwrap();
         }
-        for (i, ids) in &run.main {
-            for id in ids {
-                let p = run.bed.proc(*id);
-                let end = p.exit().map_or("running".into(), |e| {
-                    format!("{} at t={:.3}s", e.describe(), rel(e.at))
-                });
-                writeln!(s, "  pod {i}: started t={:.3}s, {end}", rel(p.started)).unwrap();
+        for (label, map) in [
+            ("", &run.main),
+            (" sidecar", &run.sidecars),
+            (" await", &run.awaits),
+        ] {
+            for (i, ids) in map {
+                for id in ids {
+                    let p = run.bed.proc(*id);
+                    let end = p.exit().map_or("running".into(), |e| {
+                        format!("{} at t={:.3}s", e.describe(), rel(e.at))
+                    });
+                    writeln!(
+                        s,
+                        "  pod {i}{label}: started t={:.3}s, {end}",
+                        rel(p.started)
+                    )
+                    .unwrap();
+                }
             }
         }
         s
