@@ -599,6 +599,78 @@ fn json_logs(images: &Images, prefix: String) {
     }
 }
 
+/// Issue 11: the barrier as a native sidecar. In each pod a sidecar
+/// container (`--mode barrier --serve`) and an init-container stand-in
+/// (`peergate await`) share the sandbox's network namespace. Pod 2 comes
+/// late; every await exits 0 once it has arrived; then each sidecar gets
+/// SIGTERM (`docker stop`, as the kubelet ends a finished pod) and exits 0.
+fn sidecar_barrier(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    let start_sidecar = |job: &mut Job, i: usize| {
+        let name = format!("{}-sidecar-{i}", job.prefix);
+        job.containers
+            .push(Created::new(Kind::Container, name.clone()));
+        docker_ok(&[
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            &format!("--network=container:{}", job.sandbox(i)),
+            &format!("--env=JOB_COMPLETION_INDEX={i}"),
+            "--env=PEERGATE_TOKEN=container-e2e-uid",
+            "--user",
+            "65532:65532",
+            "--cap-drop",
+            "ALL",
+            "--read-only",
+            "--security-opt",
+            "no-new-privileges",
+            &job.images.peergate,
+            "--mode",
+            "barrier",
+            "--serve",
+            "--peers",
+            "3",
+            "--subdomain",
+            SUBDOMAIN,
+            "--timeout",
+            PASS_TIMEOUT,
+        ]);
+        name
+    };
+    let await_args = ["await", "--timeout", PASS_TIMEOUT];
+    let mut sidecars = Vec::new();
+    let mut awaits = Vec::new();
+    for i in 0..2 {
+        job.start_pod(i, &[]);
+        sidecars.push(start_sidecar(&mut job, i));
+        awaits.push(job.spawn_gate(i, &await_args));
+    }
+    thread::sleep(Duration::from_secs(2));
+    job.start_pod(2, &[]);
+    sidecars.push(start_sidecar(&mut job, 2));
+    awaits.push(job.spawn_gate(2, &await_args));
+    for (i, rx) in awaits.into_iter().enumerate() {
+        let gate = job.wait(i, rx);
+        assert_exit(&gate, 0);
+        assert!(
+            gate.stderr.trim().is_empty(),
+            "await is silent when all goes well\n{}",
+            gate.describe()
+        );
+    }
+    for name in &sidecars {
+        docker_ok(&["stop", "--time", "10", name]);
+        let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", name]);
+        let logs = docker(&["logs", name]);
+        let logs = String::from_utf8_lossy(&logs.stderr);
+        assert_eq!(code, "0", "{name} on SIGTERM:\n{logs}");
+        assert!(logs.contains("all 3 peers met"), "{name}:\n{logs}");
+        assert!(logs.contains("SIGTERM: left the barrier"), "{name}:\n{logs}");
+        assert!(!logs.contains("container-e2e-uid"), "the token is never logged");
+    }
+}
+
 #[test]
 fn container_e2e() {
     if !ready("container_e2e") {
@@ -608,8 +680,9 @@ fn container_e2e() {
     let images = build_images(&run);
 
     type Scenario = fn(&Images, String);
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
         ("all", all_three_pass),
+        ("sidecar", sidecar_barrier),
         ("late", one_pod_late),
         ("missing", missing_peer_times_out),
         ("tcp", no_icmp_falls_back_to_tcp),
