@@ -63,6 +63,25 @@ PEERGATE_EXIT_CODES = {1, 2, 124, 126, 127, 130, 143}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+def for_file(text, versions):
+    """The Kubernetes versions to validate a manifest against: all of them,
+    but none older than what a `# minimum Kubernetes: X.Y` line in the file
+    names (a feature such as native sidecars needs a newer cluster). The
+    minimum itself is then validated instead."""
+    m = re.search(r"^# minimum Kubernetes: (\d+)\.(\d+)\s*$", text, re.M)
+    if not m:
+        return versions
+    floor = (int(m.group(1)), int(m.group(2)))
+    out = []
+    for v in versions:
+        major, minor = (int(x) for x in v.split(".")[:2])
+        if (major, minor) < floor:
+            v = f"{floor[0]}.{floor[1]}.0"
+        if v not in out:
+            out.append(v)
+    return out
+
+
 class Checker:
     def __init__(self, image, kubectl=None):
         self.image = image
@@ -564,9 +583,11 @@ class Checker:
     def run(self, paths, versions):
         kustomizations, policies = [], []
         examples = [p for p in paths if p.name != "kustomization.yaml" and not p.name.startswith("compose")]
+        all_versions = versions
         for path in paths:
             name = path.name
             text = path.read_text()
+            versions = for_file(text, all_versions)
             docs = [d for d in yaml.safe_load_all(text) if d]
             if not docs:
                 self.error(name, "empty")
