@@ -15,8 +15,9 @@ use tokio::time::timeout;
 
 /// Most bytes of a request head (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its request head.
-pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// Time a client has to send its request head (a kubelet probe sends it at
+/// once).
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -413,3 +413,129 @@ fn a_world_size_mismatch_is_logged_on_both_sides() {
         );
     }
 }
+
+/// An HTTP GET over loopback from `source`; returns (status, body).
+fn http_get(source: &str, port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket
+        .connect_timeout(&to.into(), std::time::Duration::from_secs(2))
+        .unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A serving barrier of one: the health endpoints answer, a stranger's
+/// idle connections do not starve a probe from another address, `peergate
+/// await` passes, and SIGTERM ends it with 0.
+#[test]
+fn a_serving_barrier_answers_health_checks_and_await() {
+    let base = 7000 + (std::process::id() % 300) as u16 * 3;
+    let (port, await_port, health) = (base, base + 1, base + 2);
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .args([
+            "--mode",
+            "barrier",
+            "--serve",
+            "--hosts",
+            "127.0.0.1",
+            "--index",
+            "0",
+            "--listen",
+            "127.0.0.1",
+            "--token",
+            "t",
+        ])
+        .args(["--port", &port.to_string()])
+        .args(["--await-port", &await_port.to_string()])
+        .args(["--health-port", &health.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The await passes as soon as the sidecar released (a world of one).
+    let waited = Command::new(BIN)
+        .env_clear()
+        .args([
+            "await",
+            "--timeout",
+            "5s",
+            "--port",
+            &await_port.to_string(),
+        ])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo rank=$PEERGATE_RANK size=$PEERGATE_WORLD_SIZE",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "rank=0 size=1"
+    );
+    assert!(
+        waited.stderr.is_empty(),
+        "await is silent: {}",
+        stderr(&waited)
+    );
+    // A stranger holds idle connections to the health port.
+    let idle: Vec<_> = (0..10)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.3", health)).ok())
+        .collect();
+    assert!(!idle.is_empty());
+    let t = std::time::Instant::now();
+    let (status, body) = http_get("127.0.0.2", health, "/readyz");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!((status, body.as_str()), (200, "released\n"));
+    assert_eq!(http_get("127.0.0.2", health, "/livez").0, 200);
+    assert_eq!(http_get("127.0.0.2", health, "/nope").0, 404);
+    assert_eq!(
+        http_get("127.0.0.2", health, "/await").0,
+        404,
+        "await is loopback-port only"
+    );
+    let (status, peers) = http_get("127.0.0.2", health, "/peers");
+    assert_eq!(status, 200);
+    assert!(
+        peers.contains("\"released\":true") && peers.contains("\"world_size\":1"),
+        "{peers}"
+    );
+    let (status, metrics) = http_get("127.0.0.2", health, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(|l| l == "peergate_barrier_released 1"),
+        "{metrics}"
+    );
+    drop(idle);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("SIGTERM: left the barrier"), "{err}");
+}

@@ -666,8 +666,14 @@ fn sidecar_barrier(images: &Images, prefix: String) {
         let logs = String::from_utf8_lossy(&logs.stderr);
         assert_eq!(code, "0", "{name} on SIGTERM:\n{logs}");
         assert!(logs.contains("all 3 peers met"), "{name}:\n{logs}");
-        assert!(logs.contains("SIGTERM: left the barrier"), "{name}:\n{logs}");
-        assert!(!logs.contains("container-e2e-uid"), "the token is never logged");
+        assert!(
+            logs.contains("SIGTERM: left the barrier"),
+            "{name}:\n{logs}"
+        );
+        assert!(
+            !logs.contains("container-e2e-uid"),
+            "the token is never logged"
+        );
     }
 }
 

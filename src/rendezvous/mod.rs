@@ -560,6 +560,10 @@ impl<R: Resolve> Rendezvous<R> {
     /// the table as it was; links and handshakes end with the engine.
     pub async fn run(&mut self) {
         loop {
+            if self.released.is_none() && self.members.all_arrived() {
+                // A world of one has nobody to wait for.
+                self.release();
+            }
             let now = Instant::now();
             self.maintain(now);
             self.start_dials(now);

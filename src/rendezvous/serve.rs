@@ -10,12 +10,14 @@
 //! | `/metrics` | Prometheus text                                            |
 //! | `/await`   | loopback only: blocks until released, then the hand-off    |
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tracing::debug;
 
 use super::proto::State;
@@ -23,8 +25,11 @@ use super::{Control, Snapshot, Status};
 use crate::http::{self, Parsed, Response};
 use crate::outcome::GateOutcome;
 
-/// HTTP connections served at once per listener; more wait in the backlog.
-const MAX_CONNECTIONS: usize = 32;
+/// HTTP connections served at once per listener, and per source address:
+/// a stranger who opens slow connections to the health port cannot starve
+/// the kubelet's probes, which come from the node's own address.
+const MAX_CONNECTIONS: usize = 64;
+const PER_SOURCE: usize = 4;
 
 /// Where the handlers get their answers.
 #[derive(Clone)]
@@ -44,20 +49,23 @@ impl Endpoints {
 /// Serves HTTP on `listener` until the future is dropped. `/await` is
 /// answered only when `with_await` (the loopback listener).
 pub async fn serve(listener: TcpListener, endpoints: Endpoints, with_await: bool) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: JoinSet<IpAddr> = JoinSet::new();
+    let mut per_source: HashMap<IpAddr, usize> = HashMap::new();
     loop {
-        let permit = Arc::clone(&slots)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
+                    let source = remote.ip().to_canonical();
+                    let open = per_source.entry(source).or_default();
+                    if *open >= PER_SOURCE || tasks.len() >= MAX_CONNECTIONS {
+                        debug!(remote = %remote, "health: too many connections; closing this one");
+                        continue;
+                    }
+                    *open += 1;
                     let endpoints = endpoints.clone();
                     tasks.spawn(async move {
                         handle(stream, endpoints, with_await).await;
-                        drop(permit);
+                        source
                     });
                 }
                 Err(e) => {
@@ -65,7 +73,16 @@ pub async fn serve(listener: TcpListener, endpoints: Endpoints, with_await: bool
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(source) = done
+                    && let Some(n) = per_source.get_mut(&source)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_source.remove(&source);
+                    }
+                }
+            }
         }
     }
 }
