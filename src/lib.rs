@@ -6,6 +6,9 @@
 
 pub mod barrier;
 pub mod cause;
+#[cfg(test)]
+#[path = "../tests/support/ci.rs"]
+mod ci;
 pub mod cli;
 pub mod config;
 pub mod dns;

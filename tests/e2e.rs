@@ -8,7 +8,7 @@
 //!   executed by the same runner (support::scenario).
 //!
 //! Needs root and the tools listed in support::prereq; otherwise every test
-//! prints why it is skipped and passes, unless CI=true.
+//! prints why it is skipped and passes, unless under CI (support::ci).
 
 mod support;
 
