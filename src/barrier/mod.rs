@@ -107,7 +107,7 @@ enum HandshakeError {
 impl HandshakeError {
     fn cause(&self) -> Cause {
         match self {
-            HandshakeError::Io(e) => crate::probe::io_cause(e),
+            HandshakeError::Io(e) => crate::cause::io_cause(e),
             HandshakeError::Timeout => Cause::NoReply,
             other => Cause::NotMet(format!("handshake failed: {other}")),
         }
@@ -626,7 +626,7 @@ async fn dial<R: Resolve>(
                 continue;
             }
             Ok(Err(e)) => {
-                cause = crate::probe::io_cause(&e);
+                cause = crate::cause::io_cause(&e);
                 continue;
             }
             Ok(Ok(s)) => s,

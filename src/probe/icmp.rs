@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 
-use super::{Probe, io_cause};
-use crate::cause::Cause;
+use super::Probe;
+use crate::cause::{Cause, io_cause};
 
 pub struct IcmpProber {
     v4: Option<Client>,

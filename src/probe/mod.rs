@@ -110,18 +110,3 @@ impl Probe for Prober {
         }
     }
 }
-
-/// Maps an OS error from sending a probe to a cause.
-pub(crate) fn io_cause(err: &std::io::Error) -> Cause {
-    use std::io::ErrorKind;
-    match err.kind() {
-        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => Cause::NoRoute,
-        ErrorKind::ConnectionRefused => Cause::Refused,
-        ErrorKind::TimedOut => Cause::NoReply,
-        _ => match err.raw_os_error() {
-            // EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL (no source address of that family)
-            Some(113) | Some(101) | Some(99) => Cause::NoRoute,
-            _ => Cause::Probe(err.to_string()),
-        },
-    }
-}
