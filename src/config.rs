@@ -11,8 +11,10 @@ use crate::cli::{Args, IpFamily, Mode};
 use crate::duration;
 use crate::error::ConfigError;
 use crate::handoff::HostfileFormat;
-use crate::identity::{self, PodHostsInfo, ResolvConf};
+use crate::hosts_file::{self, PodHostsInfo};
+use crate::identity;
 use crate::peers::{self, Peer, Target, Template, TemplateVars};
+use crate::resolv_conf::{self, ResolvConf};
 
 /// The pod as peergate sees it.
 pub trait Environment {
@@ -117,6 +119,9 @@ pub struct Config {
     pub barrier: Option<BarrierSettings>,
     pub hostfile: Option<HostfileSpec>,
     pub command: Vec<OsString>,
+    /// Inputs that were read but partly ignored (one line each), logged as
+    /// warnings when the run starts.
+    pub warnings: Vec<String>,
 }
 
 /// Largest accepted `--concurrency`: beyond it sockets run out before DNS
@@ -283,12 +288,6 @@ impl Config {
         let needs_dns = peers.iter().any(|p| matches!(p.target, Target::Name(_)));
         let dns = if needs_dns {
             let conf = pod.resolv()?.clone();
-            if conf.nameservers.is_empty() {
-                return Err(ConfigError::Malformed {
-                    path: PathBuf::from(&args.resolv_conf),
-                    reason: "no nameserver line".into(),
-                });
-            }
             Some(DnsSettings {
                 family: pod.family()?,
                 nameservers: conf.nameservers,
@@ -342,6 +341,7 @@ impl Config {
             }
         };
         let self_addrs = pod.self_addrs();
+        let warnings = pod.warnings();
 
         Ok(Config {
             peers,
@@ -361,6 +361,7 @@ impl Config {
             barrier,
             hostfile,
             command: args.command,
+            warnings,
         })
     }
 
@@ -508,8 +509,8 @@ impl<'a> PodView<'a> {
             Err(e) if required => return Err(e),
             Err(_) => return Ok(None),
         };
-        let info = match read_parsed(self.env, &self.args.hosts_file, identity::parse_hosts) {
-            Ok(entries) => identity::pod_hosts_info(&entries, &hostname),
+        let info = match read_parsed(self.env, &self.args.hosts_file, hosts_file::parse_hosts) {
+            Ok(entries) => hosts_file::pod_hosts_info(&entries, &hostname),
             Err(e) if required => return Err(e),
             Err(_) => None,
         };
@@ -519,13 +520,26 @@ impl<'a> PodView<'a> {
 
     fn resolv(&mut self) -> Result<&ResolvConf, ConfigError> {
         if self.resolv.is_none() {
-            self.resolv = Some(read_parsed(
-                self.env,
-                &self.args.resolv_conf,
-                identity::parse_resolv_conf,
-            )?);
+            let path = PathBuf::from(&self.args.resolv_conf);
+            let text = self
+                .env
+                .read_file(&path)
+                .map_err(|source| ConfigError::ReadFile { path, source })?;
+            self.resolv = Some(resolv_conf::parse(&text));
         }
         Ok(self.resolv.as_ref().expect("just set"))
+    }
+
+    /// One line for what was ignored in the files read so far.
+    fn warnings(&self) -> Vec<String> {
+        match &self.resolv {
+            Some(conf) if !conf.notes.is_empty() => vec![format!(
+                "{}: ignored what glibc ignores: {}",
+                self.args.resolv_conf,
+                conf.notes.join("; ")
+            )],
+            _ => Vec::new(),
+        }
     }
 
     /// Placeholder values: flags first, then the kubelet hosts line, then
@@ -560,7 +574,7 @@ impl<'a> PodView<'a> {
             if let Some((ns, zone)) = self
                 .resolv()
                 .ok()
-                .and_then(|conf| identity::namespace_zone_from_search(&conf.search))
+                .and_then(|conf| resolv_conf::namespace_zone_from_search(&conf.search))
             {
                 vars.namespace = vars.namespace.or(Some(ns));
                 vars.zone = vars.zone.or(Some(zone));
@@ -779,6 +793,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot read /etc/resolv.conf"), "{err}");
+    }
+
+    #[test]
+    fn an_odd_resolv_conf_is_one_warning_not_an_error() {
+        let mut p = pod(HOSTS);
+        p.files.insert(
+            "/etc/resolv.conf",
+            "nameserver dns.example\noptions ndots:x\n",
+        );
+        let config = build(&p, &["--peers", "3"]).unwrap();
+        let dns = config.dns.unwrap();
+        assert_eq!(dns.nameservers, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(dns.ndots, 0);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].starts_with(
+            "/etc/resolv.conf: ignored what glibc ignores: line 1: nameserver dns.example"
+        ));
+        let clean = build(&pod(HOSTS), &["--peers", "3"]).unwrap();
+        assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
     }
 
     #[test]

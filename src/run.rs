@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -211,6 +211,9 @@ pub async fn run(config: Config) -> Exit {
         None => None,
     };
 
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
     info!(
         mode = ?config.mode,
         peers = config.peers.len(),

@@ -92,9 +92,7 @@ type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
 fn bad_inputs_exit_2_with_one_precise_line() {
     let pod = Pod::new("bad");
     let bad_hosts = pod.write("bad-hosts", "this is not a hosts file\n");
-    let bad_resolv = pod.write("bad-resolv", "nameserver dns.example\n");
     let bad_hosts = bad_hosts.to_str().unwrap();
-    let bad_resolv = bad_resolv.to_str().unwrap();
     let idx1 = ("JOB_COMPLETION_INDEX", "1");
     #[rustfmt::skip]
     let cases: Vec<Case> = vec![
@@ -121,7 +119,6 @@ fn bad_inputs_exit_2_with_one_precise_line() {
         ("unreadable hosts file", vec![idx1], vec!["--peers", "3", "--hosts-file", "/nonexistent/hosts"], "cannot read /nonexistent/hosts"),
         ("malformed hosts file", vec![idx1], vec!["--peers", "3", "--hosts-file", bad_hosts], "malformed"),
         ("unreadable resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", "/nonexistent/resolv.conf"], "cannot read /nonexistent/resolv.conf"),
-        ("malformed resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", bad_resolv], "is not an IP address"),
         ("hosts with peers", vec![idx1], vec!["--hosts", "a.example", "--peers", "3"], "--hosts conflicts with --peers"),
         ("hosts with template", vec![], vec!["--hosts", "a.example", "--template", "x-{index}"], "--hosts conflicts with --template"),
         ("no peers at all", vec![idx1], vec![], "no peers given"),
@@ -139,6 +136,54 @@ fn bad_inputs_exit_2_with_one_precise_line() {
         let out = pod.run(env, args);
         assert_usage_error(&out, needle, case);
     }
+}
+
+/// What glibc ignores in resolv.conf does not stop peergate: it is named in
+/// one warning and the usable lines are used.
+#[test]
+fn resolv_conf_is_read_as_leniently_as_glibc_reads_it() {
+    let pod = Pod::new("lenient-resolv");
+    let resolv = pod.write(
+        "odd-resolv",
+        "nameserver dns.example\nnameserver 127.0.0.1\noptions ndots:x bogus\n",
+    );
+    let out = pod.run(
+        &[],
+        &[
+            "--hosts",
+            "a.example",
+            "--probe",
+            "dns",
+            "--resolv-conf",
+            resolv.to_str().unwrap(),
+            "--interval",
+            "100ms",
+            "--dns-timeout",
+            "100ms",
+            "--timeout",
+            "500ms",
+        ],
+    );
+    let err = stderr(&out);
+    // Nothing answers for a.example on 127.0.0.1: the gate ran and timed out.
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("ignored what glibc ignores"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    for item in [
+        "nameserver dns.example is not an IP address",
+        "option ndots:x is not a number",
+        "unknown option bogus",
+    ] {
+        assert!(
+            warnings[0].contains(item),
+            "{item} missing: {}",
+            warnings[0]
+        );
+    }
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
 }
 
 #[test]
