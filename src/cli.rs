@@ -7,6 +7,8 @@ use std::ffi::OsString;
 
 use clap::{Parser, ValueEnum};
 
+use crate::logging::LogSpec;
+
 const ABOUT: &str =
     "Wait until every peer of a Kubernetes Indexed Job resolves and answers, then exit 0.";
 
@@ -326,14 +328,20 @@ pub struct Args {
     )]
     pub log_format: LogFormat,
 
-    /// Log level or filter (error, warn, info, debug, trace) [default: $RUST_LOG, else info].
+    /// peergate's log level (error, warn, info, debug, trace, off), optionally
+    /// with TARGET=LEVEL directives: `debug` shows every failed attempt with
+    /// its cause, `debug,hickory=debug` also the DNS traffic. Other
+    /// libraries log at most `info` unless named; peergate's errors always
+    /// show. [default: info, plus RUST_LOG's TARGET=LEVEL directives (its
+    /// bare level is the workload's)]
     #[arg(
         long,
         env = "PEERGATE_LOG_LEVEL",
         value_name = "LEVEL",
+        value_parser = LogSpec::parse_flag,
         help_heading = "Output"
     )]
-    pub log_level: Option<String>,
+    pub log_level: Option<LogSpec>,
 
     /// Command to exec once the gate opens (same PID), with PEERGATE_WORLD_SIZE,
     /// PEERGATE_RANK, PEERGATE_COORDINATOR, PEERGATE_COORDINATOR_ADDR and PEERGATE_PEER_NAMES set.

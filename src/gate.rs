@@ -268,7 +268,15 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
             }
             return false;
         }
-        debug!(peer = %tracker.peer, cause = %tracker.last_cause, attempt = tracker.attempts, "attempt failed");
+        debug!(
+            peer = %tracker.peer,
+            cause = %tracker.last_cause,
+            attempt = tracker.attempts,
+            "attempt {} for {} failed: {}",
+            tracker.attempts,
+            tracker.peer,
+            tracker.last_cause
+        );
         let is_self = self.self_tracker == Some(i);
         if is_self && !self.diagnosed {
             let tracker = &self.trackers[i];

@@ -18,6 +18,7 @@ pub mod gate;
 pub mod handoff;
 pub mod hosts_file;
 pub mod identity;
+pub mod logging;
 pub mod outcome;
 pub mod peers;
 pub mod probe;

@@ -6,6 +6,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use peergate::cli::Args;
 use peergate::config::{Config, SystemEnvironment};
+use peergate::logging;
 use peergate::run::{self, Exit};
 
 fn main() -> ExitCode {
@@ -26,10 +27,7 @@ fn main() -> ExitCode {
         }
     };
 
-    if let Err(e) = run::init_logging(args.log_format, args.log_level.as_deref()) {
-        eprintln!("peergate: {e}");
-        return ExitCode::from(Exit::Usage.code());
-    }
+    logging::init(args.log_format, args.log_level.as_ref());
 
     let config = match Config::build(args, &SystemEnvironment) {
         Ok(c) => c,

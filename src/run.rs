@@ -8,12 +8,8 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info, warn};
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::barrier::{self, Barrier};
-use crate::cli::LogFormat;
 use crate::config::Config;
 use crate::dns::{Dns, Resolve};
 use crate::duration::human;
@@ -53,42 +49,6 @@ impl Exit {
             Exit::Terminated => 143,
         }
     }
-}
-
-/// Logs go to stderr: text (ANSI colours only on a terminal) or one JSON
-/// object per line. The level comes from `--log-level`, else `RUST_LOG`,
-/// else `info`.
-pub fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
-    let spec = level
-        .map(str::to_owned)
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "info".into());
-    // `Targets` takes RUST_LOG's common forms (`debug`, `info,hickory=warn`)
-    // without pulling a regex engine into a binary that must stay small.
-    let filter: Targets = spec
-        .trim()
-        .parse()
-        .map_err(|e| format!("invalid --log-level / RUST_LOG `{spec}`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => {
-            use std::io::IsTerminal;
-            let subscriber = builder.with_ansi(std::io::stderr().is_terminal()).finish();
-            subscriber.with(filter).init();
-        }
-        LogFormat::Json => {
-            let subscriber = builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .finish();
-            subscriber.with(filter).init();
-        }
-    }
-    Ok(())
 }
 
 /// How the wait ended.

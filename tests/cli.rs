@@ -85,6 +85,9 @@ fn assert_usage_error(out: &Output, needle: &str, case: &str) {
     assert!(!err.contains("panicked"), "{case}: panic:\n{err}");
 }
 
+/// Environment variables for one run.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 /// (case, environment, arguments, expected text)
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
 
@@ -128,7 +131,7 @@ fn bad_inputs_exit_2_with_one_precise_line() {
         ("unknown flag", vec![], vec!["--peer", "3"], "unexpected argument '--peer'"),
         ("unknown hostfile format", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/tmp/x", "--hostfile-format", "yaml"], "unknown hostfile format"),
         ("hostfile in a missing dir", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/nonexistent/dir/hostfile"], "does not exist"),
-        ("bad log level", vec![], vec!["--hosts", "127.0.0.1", "--log-level", "lots=of=noise"], "invalid --log-level"),
+        ("bad log level", vec![], vec!["--hosts", "127.0.0.1", "--log-level", "lots=of=noise"], "--log-level"),
         ("env: zero peers", vec![idx1, ("PEERGATE_PEERS", "0")], vec![], "0 peers"),
         ("env: bad interval", vec![("PEERGATE_INTERVAL", "fast")], vec!["--hosts", "127.0.0.1"], "invalid --interval"),
     ];
@@ -184,6 +187,95 @@ fn resolv_conf_is_read_as_leniently_as_glibc_reads_it() {
         );
     }
     assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+}
+
+/// A level that is not one names the valid forms, from the flag or its
+/// variable; it never silences peergate.
+#[test]
+fn unknown_log_levels_are_usage_errors() {
+    let pod = Pod::new("loglevel");
+    for level in ["warning", "loud", "peergate=loud"] {
+        let out = pod.run(&[], &["--hosts", "127.0.0.1", "--log-level", level]);
+        assert_usage_error(&out, "error, warn, info, debug, trace, off", level);
+        let out = pod.run(&[("PEERGATE_LOG_LEVEL", level)], &["--hosts", "127.0.0.1"]);
+        assert_usage_error(&out, "error, warn, info, debug, trace, off", level);
+    }
+}
+
+/// peergate's own errors reach stderr whatever RUST_LOG or --log-level say.
+#[test]
+fn errors_show_under_any_log_filter() {
+    let pod = Pod::new("logvisible");
+    let filters: [(Env, &[&str]); 6] = [
+        (&[("RUST_LOG", "myapp=debug")], &[]),
+        (&[("RUST_LOG", "off")], &[]),
+        (&[("RUST_LOG", "peergate=off")], &[]),
+        (&[], &["--log-level", "off"]),
+        (&[], &["--log-level", "peergate=off"]),
+        (&[("RUST_LOG", "myapp=debug")], &["--log-format", "json"]),
+    ];
+    for (env, flags) in filters {
+        let mut args = vec!["--hosts", "10.0.0.1,,10.0.0.2"];
+        args.extend_from_slice(flags);
+        let out = pod.run(env, &args);
+        assert_usage_error(&out, "entry 2", &format!("{env:?} {flags:?}"));
+    }
+}
+
+/// `debug` shows every failed attempt with its cause; `info` does not, and
+/// neither does an inherited bare `RUST_LOG=debug` (the workload's).
+#[test]
+fn debug_shows_each_attempt_with_its_cause() {
+    let pod = Pod::new("debug");
+    // The pod's resolv.conf names 127.0.0.1, where no DNS server listens
+    // (or one that does not know the reserved .invalid zone): every attempt
+    // (one query: the name is absolute) fails, with a DNS timeout or
+    // NXDOMAIN. Only peergate's lines count: libraries stay at info.
+    let run = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec![
+            "--hosts",
+            "peer.invalid.",
+            "--probe",
+            "dns",
+            "--interval",
+            "100ms",
+            "--dns-timeout",
+            "50ms",
+            "--timeout",
+            "450ms",
+        ];
+        args.extend_from_slice(extra);
+        let out = pod.run(env, &args);
+        assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let attempts = |err: &str| {
+        err.lines()
+            .filter(|l| l.contains("DEBUG") && l.contains(" for peer.invalid failed: "))
+            .count()
+    };
+    let err = run(&[], &["--log-level", "debug"]);
+    assert!(attempts(&err) >= 3, "{err}");
+    assert!(
+        !err.contains("sending request"),
+        "hickory's debug lines need hickory=debug: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("attempt 1 for peer.invalid failed: ")),
+        "{err}"
+    );
+    let err = run(&[("RUST_LOG", "peergate=debug")], &[]);
+    assert!(attempts(&err) >= 3, "{err}");
+    for (env, extra) in [
+        (&[][..], &[][..]),
+        (&[("RUST_LOG", "debug")][..], &[][..]),
+        (&[][..], &["--log-level", "info"][..]),
+    ] {
+        let err = run(env, extra);
+        assert_eq!(attempts(&err), 0, "{env:?} {extra:?}: {err}");
+        assert!(err.contains("peer unreachable: peer.invalid"), "{err}");
+    }
 }
 
 #[test]
