@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{Args, IpFamily, Mode};
-use crate::duration;
 use crate::error::ConfigError;
 use crate::handoff::HostfileFormat;
 use crate::hosts_file::{self, PodHostsInfo};
 use crate::identity;
 use crate::peers::{self, Peer, Target, Template, TemplateVars};
+use crate::probe::ProbeKind;
 use crate::resolv_conf::{self, ResolvConf};
 
 /// The pod as peergate sees it.
@@ -47,15 +47,6 @@ impl Environment for SystemEnvironment {
                     .and_then(|h| identity::clean_hostname(&h))
             })
     }
-}
-
-/// How peers are probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeKind {
-    Auto,
-    Icmp,
-    Tcp,
-    Dns,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,72 +115,17 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Largest accepted `--concurrency`: beyond it sockets run out before DNS
-/// or the network do.
-pub const MAX_CONCURRENCY: usize = 4096;
-
 /// Longest default probe timeout; a longer interval keeps this unless
 /// --probe-timeout says otherwise.
 const MAX_DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A duration flag that must be above zero.
-fn parse_positive_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    match duration::parse(text) {
-        Ok(d) if d.is_zero() => Err(ConfigError::Duration {
-            flag,
-            reason: "must be greater than zero".into(),
-        }),
-        Ok(d) => Ok(d),
-        Err(reason) => Err(ConfigError::Duration { flag, reason }),
-    }
-}
-
-fn parse_port(flag: &str, text: &str) -> Result<u16, ConfigError> {
-    match text.trim().parse::<u16>() {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(ConfigError::Other(format!(
-            "invalid {flag}: `{text}` is not a TCP port (1-65535)"
-        ))),
-    }
-}
-
-fn parse_probe(text: &str, default_port: u16) -> Result<(ProbeKind, u16), ConfigError> {
-    let (kind, port) = match text.trim().split_once(':') {
-        Some(("tcp", port)) => (ProbeKind::Tcp, Some(port)),
-        Some(_) => {
-            return Err(ConfigError::Probe(format!(
-                "`{text}`: only tcp takes a port (tcp:PORT)"
-            )));
-        }
-        None => {
-            let kind = match text.trim() {
-                "auto" => ProbeKind::Auto,
-                "icmp" => ProbeKind::Icmp,
-                "tcp" => ProbeKind::Tcp,
-                "dns" => ProbeKind::Dns,
-                other => {
-                    return Err(ConfigError::Probe(format!(
-                        "`{other}` is not one of auto, icmp, tcp[:PORT], dns"
-                    )));
-                }
-            };
-            (kind, None)
-        }
-    };
-    let port = match port {
-        Some(p) => parse_port("--probe tcp:PORT", p)?,
-        None => default_port,
-    };
-    Ok((kind, port))
-}
-
 /// Reads and parses one of the pod's files, with the path in every error.
 fn read_parsed<T>(
     env: &dyn Environment,
-    path: &str,
+    path: &Path,
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
-    let path = PathBuf::from(path);
+    let path = path.to_owned();
     let text = env
         .read_file(&path)
         .map_err(|source| ConfigError::ReadFile {
@@ -206,51 +142,21 @@ fn non_empty(value: Option<String>) -> Option<String> {
 impl Config {
     /// Validates `args` against the pod seen through `env`.
     pub fn build(args: Args, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let interval = parse_positive_duration("--interval", &args.interval)?;
-        let deadline =
-            duration::parse_deadline(&args.timeout).map_err(|reason| ConfigError::Duration {
-                flag: "--timeout",
-                reason,
-            })?;
-        let probe_timeout = match &args.probe_timeout {
-            Some(t) => parse_positive_duration("--probe-timeout", t)?,
-            None => interval.min(MAX_DEFAULT_PROBE_TIMEOUT),
-        };
-        let dns_timeout = parse_positive_duration("--dns-timeout", &args.dns_timeout)?;
-        let port = parse_port("--port", &args.port)?;
-        let (probe_kind, tcp_port) = parse_probe(&args.probe, port)?;
-        let concurrency = match args.concurrency.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => n,
-            _ => {
-                return Err(ConfigError::Other(format!(
-                    "invalid --concurrency: `{}` is not a number from 1 to {MAX_CONCURRENCY}",
-                    args.concurrency
-                )));
-            }
-        };
-        let hostfile = match non_empty(args.write_hostfile.clone()) {
-            Some(path) => {
-                let format: HostfileFormat = args
-                    .hostfile_format
-                    .parse()
-                    .map_err(|e| ConfigError::Other(format!("invalid --hostfile-format: {e}")))?;
-                let slots = match args.slots.trim().parse::<u32>() {
-                    Ok(n) if n > 0 => n,
-                    _ => {
-                        return Err(ConfigError::Other(format!(
-                            "invalid --slots: `{}` is not a whole number above 0",
-                            args.slots
-                        )));
-                    }
-                };
-                Some(HostfileSpec {
-                    path: PathBuf::from(path),
-                    format,
-                    slots,
-                })
-            }
-            None => None,
-        };
+        let interval = args.interval;
+        let deadline = args.timeout.0;
+        let probe_timeout = args
+            .probe_timeout
+            .unwrap_or_else(|| interval.min(MAX_DEFAULT_PROBE_TIMEOUT));
+        let dns_timeout = args.dns_timeout;
+        let port = args.port;
+        let probe_kind = args.probe.kind;
+        let tcp_port = args.probe.port.unwrap_or(port);
+        let concurrency = args.concurrency;
+        let hostfile = args.write_hostfile.clone().map(|path| HostfileSpec {
+            path,
+            format: args.hostfile_format,
+            slots: args.slots,
+        });
 
         let hosts_arg = non_empty(args.hosts.clone());
         let hosts_given = hosts_arg.is_some();
@@ -367,16 +273,8 @@ impl Config {
 
     /// Peers of an indexed Job: `--peers`/`--indices` with a template.
     fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> {
-        let count = args
-            .peers
-            .as_deref()
-            .map(peers::parse_peer_count)
-            .transpose()?;
-        let subset = args
-            .indices
-            .as_deref()
-            .map(peers::parse_indices)
-            .transpose()?;
+        let count = args.peers;
+        let subset = args.indices.as_ref().map(|list| &list.0);
         let indices: Vec<u32> = match (count, &subset) {
             (None, None) => {
                 return Err(ConfigError::Conflict(
@@ -385,14 +283,14 @@ impl Config {
                 ));
             }
             (Some(n), None) => (0..n).collect(),
-            (None, Some(list)) => list.clone(),
+            (None, Some(list)) => list.to_vec(),
             (Some(n), Some(list)) => {
                 if let Some(bad) = list.iter().find(|&&i| i >= n) {
                     return Err(ConfigError::Indices(format!(
                         "index {bad} is not below --peers {n}"
                     )));
                 }
-                list.clone()
+                list.to_vec()
             }
         };
 
@@ -468,11 +366,15 @@ impl<'a> PodView<'a> {
     }
 
     fn optional_index(&self) -> Result<Option<u32>, ConfigError> {
-        if let Some(text) = non_empty(self.args.index.clone()) {
-            return identity::parse_index("--index", &text).map(Some);
+        if let Some(i) = self.args.index {
+            return Ok(Some(i));
         }
         match self.env.var("JOB_COMPLETION_INDEX") {
-            Some(text) => identity::parse_index("JOB_COMPLETION_INDEX", &text).map(Some),
+            Some(text) => identity::completion_index(&text)
+                .map(Some)
+                .map_err(|reason| {
+                    ConfigError::Index(format!("JOB_COMPLETION_INDEX={text:?} is {reason}"))
+                }),
             None => Ok(None),
         }
     }
@@ -520,7 +422,7 @@ impl<'a> PodView<'a> {
 
     fn resolv(&mut self) -> Result<&ResolvConf, ConfigError> {
         if self.resolv.is_none() {
-            let path = PathBuf::from(&self.args.resolv_conf);
+            let path = self.args.resolv_conf.clone();
             let text = self
                 .env
                 .read_file(&path)
@@ -535,7 +437,7 @@ impl<'a> PodView<'a> {
         match &self.resolv {
             Some(conf) if !conf.notes.is_empty() => vec![format!(
                 "{}: ignored what glibc ignores: {}",
-                self.args.resolv_conf,
+                self.args.resolv_conf.display(),
                 conf.notes.join("; ")
             )],
             _ => Vec::new(),
@@ -618,8 +520,6 @@ impl<'a> PodView<'a> {
 mod tests {
     use std::collections::HashMap;
 
-    use clap::Parser;
-
     use super::*;
 
     struct FakePod {
@@ -657,7 +557,7 @@ mod tests {
     }
 
     fn build(env: &FakePod, args: &[&str]) -> Result<Config, ConfigError> {
-        let args = Args::try_parse_from(std::iter::once("peergate").chain(args.iter().copied()))
+        let args = crate::cli::parse_from(std::iter::once("peergate").chain(args.iter().copied()))
             .expect("valid arguments");
         Config::build(args, env)
     }

@@ -3,21 +3,20 @@
 //! `<job>-<index>`.
 
 use crate::error::ConfigError;
+use crate::peers::MAX_PEERS;
 
 /// Parses a completion index as the Job controller writes it: a plain
-/// non-negative decimal.
-pub fn parse_index(source: &str, text: &str) -> Result<u32, ConfigError> {
+/// non-negative decimal below [`MAX_PEERS`] (no Indexed Job has more pods).
+pub fn completion_index(text: &str) -> Result<u32, String> {
     let trimmed = text.trim();
     if trimmed.starts_with('-') {
-        return Err(ConfigError::Index(format!(
-            "{source}={text:?} is negative; a completion index is 0 or more"
-        )));
+        return Err("negative; a completion index is 0 or more".into());
     }
-    trimmed.parse::<u32>().map_err(|_| {
-        ConfigError::Index(format!(
-            "{source}={text:?} is not a number; expected the pod's completion index, e.g. 0"
-        ))
-    })
+    match trimmed.parse::<u32>() {
+        Ok(i) if i < MAX_PEERS => Ok(i),
+        Ok(_) => Err(format!("not below the maximum of {MAX_PEERS}")),
+        Err(_) => Err("not a number; expected the pod's completion index, e.g. 0".into()),
+    }
 }
 
 /// The Job name from a pod hostname: the Job controller sets the hostname
@@ -45,17 +44,17 @@ mod tests {
 
     #[test]
     fn index_parsing() {
-        assert_eq!(parse_index("JOB_COMPLETION_INDEX", "7").unwrap(), 7);
-        assert_eq!(parse_index("JOB_COMPLETION_INDEX", " 0\n").unwrap(), 0);
-        let neg = parse_index("JOB_COMPLETION_INDEX", "-1")
-            .unwrap_err()
-            .to_string();
-        assert!(neg.contains("negative"), "{neg}");
-        let nan = parse_index("JOB_COMPLETION_INDEX", "two")
-            .unwrap_err()
-            .to_string();
-        assert!(nan.contains("not a number"), "{nan}");
-        assert!(parse_index("X", "").is_err());
+        assert_eq!(completion_index("7"), Ok(7));
+        assert_eq!(completion_index(" 0\n"), Ok(0));
+        assert_eq!(completion_index("99999"), Ok(99999));
+        assert!(completion_index("-1").unwrap_err().starts_with("negative"));
+        assert!(
+            completion_index("two")
+                .unwrap_err()
+                .starts_with("not a number")
+        );
+        assert!(completion_index("100000").unwrap_err().contains("maximum"));
+        assert!(completion_index("").is_err());
     }
 
     #[test]

@@ -2,27 +2,24 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
-use peergate::cli::Args;
+use peergate::cli;
 use peergate::config::{Config, SystemEnvironment};
 use peergate::logging;
 use peergate::run::{self, Exit};
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let argv: Vec<_> = std::env::args_os().collect();
+    let args = match cli::parse_from(&argv) {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap's message is several lines with usage; keep its first
-            // line, which names the offending argument.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("peergate: {first} (see --help)");
+            // clap's message is several lines with usage; one line names
+            // the argument (or its variable) and what is wrong with it.
+            eprintln!("peergate: {} (see --help)", cli::usage_line(&e, &argv));
             return ExitCode::from(Exit::Usage.code());
         }
     };

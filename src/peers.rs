@@ -46,43 +46,42 @@ impl fmt::Display for Peer {
 }
 
 /// Parses `--peers N`: the number of pods in the Job, 1..=MAX_PEERS.
-pub fn parse_peer_count(text: &str) -> Result<u32, ConfigError> {
+pub fn peer_count(text: &str) -> Result<u32, String> {
     let n: u64 = text
         .trim()
         .parse()
-        .map_err(|_| ConfigError::Peers(format!("`{text}` is not a whole number")))?;
+        .map_err(|_| "not a whole number".to_owned())?;
     if n == 0 {
-        return Err(ConfigError::Peers(
-            "0 peers: a Job has at least one pod (--peers counts this pod too)".into(),
-        ));
+        return Err("0 peers: a Job has at least one pod (--peers counts this pod too)".into());
     }
     if n > u64::from(MAX_PEERS) {
-        return Err(ConfigError::Peers(format!(
-            "{n} is more than the maximum of {MAX_PEERS} (the Kubernetes limit for Indexed Jobs)"
-        )));
+        return Err(format!(
+            "more than the maximum of {MAX_PEERS} (the Kubernetes limit for Indexed Jobs)"
+        ));
     }
     Ok(n as u32)
 }
 
-/// Parses an index list such as `0`, `0-3,7` or `1, 4-5`. Returns the sorted,
-/// de-duplicated indices.
-pub fn parse_indices(text: &str) -> Result<Vec<u32>, ConfigError> {
-    let err = |m: String| ConfigError::Indices(m);
+/// A parsed `--indices` list: sorted, without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexList(pub Vec<u32>);
+
+/// Parses an index list such as `0`, `0-3,7` or `1, 4-5`.
+pub fn index_list(text: &str) -> Result<IndexList, String> {
     let mut set = BTreeSet::new();
     if text.trim().is_empty() {
-        return Err(err("empty list; expected e.g. `0` or `0-3,7`".into()));
+        return Err("empty list; expected e.g. `0` or `0-3,7`".into());
     }
     for part in text.split(',') {
         let part = part.trim();
         if part.is_empty() {
-            return Err(err(format!("empty entry in `{text}`")));
+            return Err("empty entry".into());
         }
-        let num = |s: &str| {
-            s.trim().parse::<u32>().map_err(|_| {
-                err(format!(
-                    "`{s}` in `{text}` is not a non-negative whole number"
-                ))
-            })
+        let num = |s: &str| match s.trim() {
+            "" => Err(format!("`{part}` is not an index or a range such as `0-3`")),
+            n => n
+                .parse::<u32>()
+                .map_err(|_| format!("`{n}` is not a non-negative whole number")),
         };
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => (num(a)?, num(b)?),
@@ -92,16 +91,16 @@ pub fn parse_indices(text: &str) -> Result<Vec<u32>, ConfigError> {
             }
         };
         if lo > hi {
-            return Err(err(format!("range `{part}` runs backwards")));
+            return Err(format!("range `{part}` runs backwards"));
         }
         if hi >= MAX_PEERS {
-            return Err(err(format!(
+            return Err(format!(
                 "index {hi} is not below the maximum of {MAX_PEERS}"
-            )));
+            ));
         }
         set.extend(lo..=hi);
     }
-    Ok(set.into_iter().collect())
+    Ok(IndexList(set.into_iter().collect()))
 }
 
 /// A name template: literal text and placeholders.
@@ -381,36 +380,29 @@ mod tests {
 
     #[test]
     fn peer_count_bounds() {
-        assert_eq!(parse_peer_count("3").unwrap(), 3);
+        assert_eq!(peer_count("3"), Ok(3));
+        assert_eq!(peer_count("1"), Ok(1));
+        assert!(peer_count("0").unwrap_err().starts_with("0 peers"));
+        assert_eq!(peer_count("-1").unwrap_err(), "not a whole number");
+        assert!(peer_count("x").is_err());
+        assert!(peer_count("").is_err());
+        assert_eq!(peer_count("100000"), Ok(MAX_PEERS));
         assert!(
-            parse_peer_count("0")
+            peer_count("100001")
                 .unwrap_err()
-                .to_string()
-                .contains("0 peers")
+                .contains("maximum of 100000")
         );
-        assert!(
-            parse_peer_count("-1")
-                .unwrap_err()
-                .to_string()
-                .contains("whole number")
-        );
-        assert!(parse_peer_count("x").is_err());
-        assert_eq!(parse_peer_count("100000").unwrap(), MAX_PEERS);
-        assert!(
-            parse_peer_count("100001")
-                .unwrap_err()
-                .to_string()
-                .contains("maximum")
-        );
+        assert!(peer_count("99999999999999999999999").is_err());
     }
 
     #[test]
     fn index_lists() {
-        assert_eq!(parse_indices("0").unwrap(), vec![0]);
-        assert_eq!(parse_indices("0-3,7").unwrap(), vec![0, 1, 2, 3, 7]);
-        assert_eq!(parse_indices(" 5, 1-2 ,2").unwrap(), vec![1, 2, 5]);
+        assert_eq!(index_list("0").unwrap().0, vec![0]);
+        assert_eq!(index_list("0-3,7").unwrap().0, vec![0, 1, 2, 3, 7]);
+        assert_eq!(index_list(" 5, 1-2 ,2").unwrap().0, vec![1, 2, 5]);
+        assert_eq!(index_list("99999").unwrap().0, vec![99999]);
         for bad in ["", "1,,2", "a", "3-1", "1-", "-1", "1-2-3", "0,100000"] {
-            assert!(parse_indices(bad).is_err(), "{bad:?} should be rejected");
+            assert!(index_list(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

@@ -175,7 +175,7 @@ pub async fn run(config: Config) -> Exit {
         warn!("{warning}");
     }
     info!(
-        mode = ?config.mode,
+        mode = %config.mode,
         peers = config.peers.len(),
         self_index = config.self_index,
         interval = %human(config.interval),
