@@ -153,8 +153,8 @@ pub struct TemplateVars {
 
 impl Template {
     /// Parses `{name}` placeholders; `{{` and `}}` stand for literal braces.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let err = |m: String| ConfigError::Template(m);
+    /// The error is the reason, without the template.
+    pub fn parse(text: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = text.char_indices().peekable();
@@ -168,7 +168,7 @@ impl Template {
                     chars.next();
                     literal.push('}');
                 }
-                '}' => return Err(err(format!("unmatched `}}` at offset {pos} in `{text}`"))),
+                '}' => return Err(format!("unmatched `}}` at offset {pos}")),
                 '{' => {
                     let mut name = String::new();
                     let mut closed = false;
@@ -180,9 +180,9 @@ impl Template {
                         name.push(c);
                     }
                     if !closed {
-                        return Err(err(format!(
-                            "unterminated placeholder `{{{name}` at offset {pos} in `{text}`"
-                        )));
+                        return Err(format!(
+                            "unterminated placeholder `{{{name}` at offset {pos}"
+                        ));
                     }
                     let hole = Placeholder::ALL
                         .iter()
@@ -193,10 +193,10 @@ impl Template {
                                 .iter()
                                 .map(|(n, _)| format!("{{{n}}}"))
                                 .collect();
-                            err(format!(
+                            format!(
                                 "unknown placeholder `{{{name}}}`; known: {}",
                                 known.join(" ")
-                            ))
+                            )
                         })?;
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal)));
@@ -210,7 +210,7 @@ impl Template {
             parts.push(Part::Text(literal));
         }
         if parts.is_empty() {
-            return Err(err("empty template".into()));
+            return Err("empty template".into());
         }
         Ok(Self { parts })
     }
@@ -223,8 +223,15 @@ impl Template {
         })
     }
 
+    /// Whether the template names `{index}` (without it every index gets
+    /// the same name).
+    pub fn has_index(&self) -> bool {
+        self.placeholders().any(|p| p == Placeholder::Index)
+    }
+
     /// Renders the name for one index and checks it is a valid DNS name.
-    pub fn render(&self, index: u32, vars: &TemplateVars) -> Result<String, ConfigError> {
+    /// The error is the reason, without the template.
+    pub fn render(&self, index: u32, vars: &TemplateVars) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -239,21 +246,20 @@ impl Template {
                         Placeholder::Index => unreachable!("handled above"),
                     };
                     let value = value.as_deref().ok_or_else(|| {
-                        ConfigError::Template(format!(
+                        format!(
                             "`{{{}}}` is used but its value is unknown (see --{})",
                             h.name(),
                             match h {
                                 Placeholder::Zone => "cluster-domain",
                                 other => other.name(),
                             }
-                        ))
+                        )
                     })?;
                     out.push_str(value);
                 }
             }
         }
-        validate_dns_name(&out)
-            .map_err(|reason| ConfigError::Template(format!("yields `{out}`: {reason}")))?;
+        validate_dns_name(&out).map_err(|reason| format!("yields `{out}`: {reason}"))?;
         Ok(out)
     }
 }
@@ -276,18 +282,28 @@ pub fn validate_dns_name(name: &str) -> Result<(), String> {
         if label.is_empty() {
             return Err("empty label (two dots in a row or a leading dot)".into());
         }
-        if label.len() > 63 {
-            return Err(format!("label `{label}` is longer than 63 bytes"));
-        }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
-            return Err(format!("label `{label}` contains `{c}`"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label `{label}` starts or ends with a hyphen"));
-        }
+        validate_label(label)?;
+    }
+    Ok(())
+}
+
+/// Checks one DNS label (a Job, Service or namespace name, a host name's
+/// first part): see [`validate_dns_name`].
+pub fn validate_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("empty name".into());
+    }
+    if label.len() > 63 {
+        return Err(format!("label `{label}` is longer than 63 bytes"));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!("label `{label}` contains `{c}`"));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(format!("label `{label}` starts or ends with a hyphen"));
     }
     Ok(())
 }
@@ -310,15 +326,15 @@ pub fn default_template(vars: &TemplateVars) -> Result<Template, ConfigError> {
     } else {
         "{job}-{index}.{subdomain}"
     };
-    Template::parse(text)
+    Template::parse(text).map_err(ConfigError::Other)
 }
 
-/// Builds the indexed peers.
+/// Builds the indexed peers. The error is the reason, without the template.
 pub fn indexed_peers(
     indices: &[u32],
     template: &Template,
     vars: &TemplateVars,
-) -> Result<Vec<Peer>, ConfigError> {
+) -> Result<Vec<Peer>, String> {
     indices
         .iter()
         .map(|&i| {
@@ -331,14 +347,14 @@ pub fn indexed_peers(
 }
 
 /// Parses `--hosts a,b,c`: names or IP literals (IPv6 optionally in
-/// brackets). Order is kept; duplicates are rejected.
-pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, ConfigError> {
-    let err = |m: String| ConfigError::Hosts(m);
+/// brackets). Order is kept; duplicates are rejected. The error is the
+/// reason, without the list.
+pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, String> {
     let mut peers: Vec<Peer> = Vec::new();
     for (n, raw) in text.split(',').enumerate() {
         let entry = raw.trim();
         if entry.is_empty() {
-            return Err(err(format!("entry {} of `{text}` is empty", n + 1)));
+            return Err(format!("entry {} is empty", n + 1));
         }
         let unbracketed = entry
             .strip_prefix('[')
@@ -347,7 +363,7 @@ pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, ConfigError> {
         let target = if let Ok(addr) = unbracketed.parse::<IpAddr>() {
             Target::Addr(addr)
         } else {
-            validate_dns_name(entry).map_err(|reason| err(format!("`{entry}`: {reason}")))?;
+            validate_dns_name(entry).map_err(|reason| format!("`{entry}`: {reason}"))?;
             Target::Name(entry.to_owned())
         };
         let peer = Peer {
@@ -358,7 +374,7 @@ pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, ConfigError> {
             .iter()
             .any(|p| p.display_name().eq_ignore_ascii_case(&peer.display_name()))
         {
-            return Err(err(format!("`{entry}` is listed twice")));
+            return Err(format!("`{entry}` is listed twice"));
         }
         peers.push(peer);
     }
@@ -487,6 +503,14 @@ mod tests {
         assert!(validate_dns_name("-a.b").is_err());
         assert!(validate_dns_name("a b").is_err());
         assert!(validate_dns_name(".").is_err());
+        assert!(validate_label("example-job").is_ok());
+        assert!(validate_label("a.b").unwrap_err().contains("contains `.`"));
+        assert!(
+            validate_label("Bad Job")
+                .unwrap_err()
+                .contains("contains ` `")
+        );
+        assert!(validate_label("").is_err());
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! Which peers to wait for and where this pod stands among them: explicit
+//! `--hosts`, or an indexed Job's `--peers`/`--indices` named by a template.
+
+use super::pod::{PodView, non_empty};
+use crate::cli::Args;
+use crate::error::ConfigError;
+use crate::peers::{self, Peer, Placeholder, Target, Template};
+
+/// The peers and what they say about this pod.
+pub(super) struct PeerPlan {
+    pub peers: Vec<Peer>,
+    pub self_index: Option<u32>,
+    /// This pod's own name as its peers resolve it, when known.
+    pub self_target: Option<Target>,
+    /// Identifies the group of pods (the barrier's hello carries it).
+    pub job: String,
+    /// Whether the peers came from `--hosts`.
+    pub explicit_hosts: bool,
+}
+
+/// The plan for `args`: `--hosts`, else an indexed Job.
+pub(super) fn plan(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> {
+    match non_empty(args.hosts.as_ref()) {
+        Some(list) => explicit_hosts(args, pod, &list),
+        None => indexed(args, pod),
+    }
+}
+
+/// `--hosts a,b,c`: the peers are the list; no Job naming applies.
+fn explicit_hosts(args: &Args, pod: &PodView<'_>, list: &str) -> Result<PeerPlan, ConfigError> {
+    for id in ["peers", "indices", "template"] {
+        if args.given(id) {
+            return Err(ConfigError::Conflict(format!(
+                "{} conflicts with {}: give either explicit hosts or an indexed Job",
+                args.name("hosts"),
+                args.name(id)
+            )));
+        }
+    }
+    let peers = peers::parse_hosts_list(list)
+        .map_err(|reason| ConfigError::value(args.name("hosts"), list, reason))?;
+    Ok(PeerPlan {
+        peers,
+        self_index: pod.optional_index()?,
+        self_target: None,
+        job: non_empty(args.job.as_ref()).unwrap_or_else(|| "peergate".into()),
+        explicit_hosts: true,
+    })
+}
+
+/// Peers of an indexed Job: `--peers`/`--indices` with a template.
+fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> {
+    let indices = indices(args)?;
+    let self_index = pod.optional_index()?;
+    if let (Some(i), Some(n)) = (self_index, args.peers)
+        && i >= n
+    {
+        return Err(ConfigError::Index(format!(
+            "this pod's index {i} is not below {} {n}: --peers is the Job's completions \
+             count, this pod included",
+            args.name("peers")
+        )));
+    }
+    let custom = custom_template(args, indices.len())?;
+    let (need_job, need_service) = match &custom {
+        Some(t) => (
+            t.placeholders().any(|p| p == Placeholder::Job),
+            t.placeholders().any(|p| p == Placeholder::Subdomain),
+        ),
+        None => (true, true),
+    };
+    let vars = pod.template_vars(need_job, need_service)?;
+    let template = match &custom {
+        Some(t) => t.clone(),
+        None => peers::default_template(&vars)?,
+    };
+    // Every input was checked on its own; what is left is a name made too
+    // long or odd by their combination.
+    let blame = |reason: String| match &custom {
+        Some(_) => template_error(args, reason),
+        None => ConfigError::Other(format!("cannot name the peers: {reason}")),
+    };
+    let peers = peers::indexed_peers(&indices, &template, &vars).map_err(blame)?;
+    let self_target = match self_index {
+        Some(i) => Some(Target::Name(template.render(i, &vars).map_err(blame)?)),
+        None => None,
+    };
+    let job = vars
+        .job
+        .clone()
+        .or_else(|| pod.job().ok())
+        .unwrap_or_else(|| "peergate".into());
+    Ok(PeerPlan {
+        peers,
+        self_index,
+        self_target,
+        job,
+        explicit_hosts: false,
+    })
+}
+
+/// The indices to wait for: `--indices`, within `--peers` when both are
+/// given, else `0..--peers`.
+fn indices(args: &Args) -> Result<Vec<u32>, ConfigError> {
+    match (args.peers, &args.indices) {
+        (None, None) => Err(ConfigError::Conflict(
+            "no peers given: pass --peers N (the Job's completions), --indices, or --hosts".into(),
+        )),
+        (Some(n), None) => Ok((0..n).collect()),
+        (None, Some(list)) => Ok(list.0.clone()),
+        (Some(n), Some(list)) => match list.0.iter().find(|&&i| i >= n) {
+            Some(bad) => Err(ConfigError::Invalid {
+                what: args.name("indices"),
+                reason: format!("index {bad} is not below {} {n}", args.name("peers")),
+            }),
+            None => Ok(list.0.clone()),
+        },
+    }
+}
+
+/// `--template`, parsed. Without `{index}` every peer gets the same name, so
+/// it names exactly one peer.
+fn custom_template(args: &Args, peer_count: usize) -> Result<Option<Template>, ConfigError> {
+    let Some(text) = non_empty(args.template.as_ref()) else {
+        return Ok(None);
+    };
+    let template = Template::parse(&text).map_err(|reason| template_error(args, reason))?;
+    if !template.has_index() && peer_count > 1 {
+        return Err(template_error(
+            args,
+            format!("no {{index}}, so all {peer_count} peers would get the same name"),
+        ));
+    }
+    Ok(Some(template))
+}
+
+fn template_error(args: &Args, reason: String) -> ConfigError {
+    let text = args.template.as_deref().unwrap_or_default().trim();
+    ConfigError::value(args.name("template"), text, reason)
+}

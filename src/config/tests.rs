@@ -1,0 +1,370 @@
+//! Config rules against fake pods.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+struct FakePod {
+    vars: HashMap<&'static str, &'static str>,
+    files: HashMap<&'static str, &'static str>,
+    hostname: Option<&'static str>,
+}
+
+impl Environment for FakePod {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(|v| v.to_string())
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        self.files
+            .get(path.to_str().unwrap())
+            .map(|t| t.to_string())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+    fn hostname(&self) -> Option<String> {
+        self.hostname.map(str::to_owned)
+    }
+}
+
+const HOSTS: &str = "127.0.0.1\tlocalhost\n\
+    10.244.2.9\texample-job-2.headless-svc.team-a.svc.k8s.local\texample-job-2\n";
+const RESOLV: &str = "search team-a.svc.k8s.local svc.k8s.local k8s.local\n\
+    nameserver 10.96.0.10\noptions ndots:5\n";
+
+fn pod(hosts: &'static str) -> FakePod {
+    FakePod {
+        vars: HashMap::from([("JOB_COMPLETION_INDEX", "2")]),
+        files: HashMap::from([("/etc/hosts", hosts), ("/etc/resolv.conf", RESOLV)]),
+        hostname: Some("example-job-2"),
+    }
+}
+
+fn build(env: &FakePod, args: &[&str]) -> Result<Config, ConfigError> {
+    let args = crate::cli::parse_from(std::iter::once("peergate").chain(args.iter().copied()))
+        .expect("valid arguments");
+    Config::build(args, env)
+}
+
+fn names(config: &Config) -> Vec<String> {
+    config.peers.iter().map(|p| p.display_name()).collect()
+}
+
+#[test]
+fn zero_configuration_in_an_indexed_job_pod() {
+    let config = build(&pod(HOSTS), &["--peers", "3"]).unwrap();
+    assert_eq!(
+        config.peers[0].target,
+        Target::Name("example-job-0.headless-svc.team-a.svc.k8s.local.".into())
+    );
+    assert_eq!(config.peers.len(), 3);
+    assert_eq!(config.self_index, Some(2));
+    assert_eq!(config.self_target, Some(config.peers[2].target.clone()));
+    let dns = config.dns.unwrap();
+    assert_eq!(dns.family, Family::V4, "single-stack pod: A records only");
+    assert_eq!(dns.ndots, 5);
+    assert_eq!(config.interval, Duration::from_secs(1));
+    assert_eq!(config.deadline, Some(Duration::from_secs(600)));
+}
+
+#[test]
+fn flags_override_what_the_pod_files_say() {
+    let config = build(
+        &pod(HOSTS),
+        &[
+            "--peers",
+            "3",
+            "--indices",
+            "0-1",
+            "--job",
+            "other",
+            "--subdomain",
+            "svc2",
+            "--namespace",
+            "ns2",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        [
+            "other-0.svc2.ns2.svc.k8s.local",
+            "other-1.svc2.ns2.svc.k8s.local"
+        ]
+    );
+    // --job given: the index is still known, but this pod is not among the peers.
+    assert_eq!(config.self_index, Some(2));
+}
+
+#[test]
+fn namespace_and_zone_fall_back_to_the_search_list() {
+    // A hosts line without a service FQDN: --subdomain names the Service,
+    // resolv.conf's first search entry gives namespace and zone.
+    let p = pod("127.0.0.1 localhost\n10.244.2.9 example-job-2\n");
+    let config = build(
+        &p,
+        &["--peers", "3", "--indices", "0", "--subdomain", "workers"],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        ["example-job-0.workers.team-a.svc.k8s.local"]
+    );
+}
+
+#[test]
+fn relative_names_when_the_zone_is_unknown() {
+    let mut p = pod("127.0.0.1 localhost\n");
+    p.files.insert("/etc/resolv.conf", "nameserver 10.0.0.2\n");
+    let config = build(
+        &p,
+        &[
+            "--peers",
+            "3",
+            "--indices",
+            "0-1",
+            "--subdomain",
+            "headless-svc",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        ["example-job-0.headless-svc", "example-job-1.headless-svc"]
+    );
+}
+
+#[test]
+fn dual_stack_pods_ask_for_both_families() {
+    let hosts = "10.244.2.9\texample-job-2.headless-svc.team-a.svc.k8s.local\texample-job-2\n\
+        fd00::9\texample-job-2.headless-svc.team-a.svc.k8s.local\texample-job-2\n";
+    let config = build(&pod(hosts), &["--peers", "3"]).unwrap();
+    assert_eq!(config.dns.unwrap().family, Family::Dual);
+    let config = build(&pod(hosts), &["--peers", "3", "--ip-family", "ipv6"]).unwrap();
+    assert_eq!(config.dns.unwrap().family, Family::V6);
+}
+
+#[test]
+fn indices_and_custom_templates() {
+    let config = build(&pod(HOSTS), &["--peers", "8", "--indices", "0,6-7"]).unwrap();
+    assert_eq!(
+        config
+            .peers
+            .iter()
+            .map(|p| p.index.unwrap())
+            .collect::<Vec<_>>(),
+        [0, 6, 7]
+    );
+    let config = build(
+        &pod(HOSTS),
+        &["--indices", "0-1", "--template", "js-w-0-{index}.js"],
+    )
+    .unwrap();
+    assert_eq!(names(&config), ["js-w-0-0.js", "js-w-0-1.js"]);
+}
+
+#[test]
+fn standalone_hosts_need_no_pod_files() {
+    let p = FakePod {
+        vars: HashMap::new(),
+        files: HashMap::new(),
+        hostname: None,
+    };
+    let config = build(&p, &["--hosts", "10.0.0.1,fd00::2"]).unwrap();
+    assert!(config.dns.is_none(), "IP literals need no resolver");
+    assert_eq!(config.self_index, None);
+    let err = build(&p, &["--hosts", "a.example"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot read /etc/resolv.conf"), "{err}");
+}
+
+#[test]
+fn an_odd_resolv_conf_is_one_warning_not_an_error() {
+    let mut p = pod(HOSTS);
+    p.files.insert(
+        "/etc/resolv.conf",
+        "nameserver dns.example\noptions ndots:x\n",
+    );
+    let config = build(&p, &["--peers", "3"]).unwrap();
+    let dns = config.dns.unwrap();
+    assert_eq!(dns.nameservers, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(dns.ndots, 0);
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(config.warnings[0].starts_with(
+        "/etc/resolv.conf: ignored what glibc ignores: line 1: nameserver dns.example"
+    ));
+    let clean = build(&pod(HOSTS), &["--peers", "3"]).unwrap();
+    assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
+}
+
+#[test]
+fn probe_settings() {
+    let c = build(&pod(HOSTS), &["--peers", "3", "--probe", "tcp:8080"]).unwrap();
+    assert_eq!((c.probe.kind, c.probe.tcp_port), (ProbeKind::Tcp, 8080));
+    let c = build(
+        &pod(HOSTS),
+        &["--peers", "3", "--probe", "tcp", "--port", "9000"],
+    )
+    .unwrap();
+    assert_eq!(c.probe.tcp_port, 9000);
+    let c = build(&pod(HOSTS), &["--peers", "3", "--interval", "5s"]).unwrap();
+    assert_eq!(
+        c.probe.timeout,
+        Duration::from_secs(2),
+        "default probe timeout is capped"
+    );
+    let c = build(
+        &pod(HOSTS),
+        &["--peers", "3", "--interval", "300ms", "--timeout", "never"],
+    )
+    .unwrap();
+    assert_eq!(c.probe.timeout, Duration::from_millis(300));
+    assert_eq!(c.deadline, None);
+}
+
+fn error(env: &FakePod, args: &[&str]) -> String {
+    match build(env, args) {
+        Ok(_) => panic!("{args:?} should be rejected"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_template_without_index_names_one_peer_only() {
+    let err = error(
+        &pod(HOSTS),
+        &["--peers", "3", "--template", "leader.{subdomain}"],
+    );
+    assert_eq!(
+        err,
+        "invalid --template `leader.{subdomain}`: no {index}, so all 3 peers would get the same name"
+    );
+    let config = build(
+        &pod(HOSTS),
+        &["--indices", "0", "--template", "leader.{subdomain}"],
+    )
+    .unwrap();
+    assert_eq!(names(&config), ["leader.headless-svc"]);
+}
+
+#[test]
+fn bad_names_are_blamed_on_the_flag_that_gave_them() {
+    let err = error(&pod(HOSTS), &["--peers", "3", "--job", "Bad Job"]);
+    assert_eq!(err, "invalid --job `Bad Job`: label `Bad Job` contains ` `");
+    let err = error(&pod(HOSTS), &["--peers", "3", "--subdomain", "a.b"]);
+    assert_eq!(err, "invalid --subdomain `a.b`: label `a.b` contains `.`");
+    let err = error(&pod(HOSTS), &["--peers", "3", "--namespace=-ns"]);
+    assert!(err.starts_with("invalid --namespace `-ns`"), "{err}");
+    let err = error(&pod(HOSTS), &["--peers", "3", "--cluster-domain", "a..b"]);
+    assert!(
+        err.starts_with("invalid --cluster-domain `a..b`: empty label"),
+        "{err}"
+    );
+    let mut odd_host = pod(HOSTS);
+    odd_host.hostname = Some("odd_host!-2");
+    let err = error(&odd_host, &["--peers", "3"]);
+    assert!(
+        err.starts_with(
+            "the Job name `odd_host!` taken from hostname `odd_host!-2` is not a DNS label"
+        ),
+        "{err}"
+    );
+    // A cluster domain written with its trailing dot means the same zone.
+    let config = build(
+        &pod(HOSTS),
+        &["--indices", "0", "--cluster-domain", "k8s.local."],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        ["example-job-0.headless-svc.team-a.svc.k8s.local"]
+    );
+}
+
+#[test]
+fn hand_off_flags_without_a_hostfile_are_errors() {
+    let err = error(&pod(HOSTS), &["--peers", "3", "--hostfile-format", "json"]);
+    assert_eq!(
+        err,
+        "--hostfile-format is set but no hostfile is written: add --write-hostfile PATH, or drop it"
+    );
+    let err = error(&pod(HOSTS), &["--peers", "3", "--slots", "2"]);
+    assert!(err.starts_with("--slots is set but no hostfile"), "{err}");
+    let err = error(
+        &pod(HOSTS),
+        &[
+            "--peers",
+            "3",
+            "--write-hostfile",
+            "/tmp/h",
+            "--hostfile-format",
+            "json",
+            "--slots",
+            "2",
+        ],
+    );
+    assert_eq!(
+        err,
+        "--slots applies to openmpi and mpich hostfiles only, not to --hostfile-format json"
+    );
+    let config = build(
+        &pod(HOSTS),
+        &[
+            "--peers",
+            "3",
+            "--write-hostfile",
+            "/tmp/h",
+            "--hostfile-format",
+            "mpich",
+            "--slots",
+            "2",
+        ],
+    )
+    .unwrap();
+    let spec = config.hostfile.unwrap();
+    assert_eq!((spec.format, spec.slots), (HostfileFormat::Mpich, 2));
+}
+
+#[test]
+fn files_named_explicitly_must_be_readable() {
+    let standalone = FakePod {
+        vars: HashMap::new(),
+        files: HashMap::new(),
+        hostname: None,
+    };
+    // The default paths may be missing when nothing needs them...
+    assert!(build(&standalone, &["--hosts", "10.0.0.1"]).is_ok());
+    // ...a path the user typed may not.
+    let err = error(
+        &standalone,
+        &["--hosts", "10.0.0.1", "--hosts-file", "/etc/hostz"],
+    );
+    assert!(err.starts_with("cannot read /etc/hostz"), "{err}");
+    let err = error(
+        &standalone,
+        &["--hosts", "10.0.0.1", "--resolv-conf", "/etc/resolv"],
+    );
+    assert!(err.starts_with("cannot read /etc/resolv"), "{err}");
+    let mut p = pod(HOSTS);
+    p.files.insert("/tmp/bad-hosts", "not-an-ip host\n");
+    let err = error(
+        &p,
+        &["--hosts", "10.0.0.1", "--hosts-file", "/tmp/bad-hosts"],
+    );
+    assert!(err.starts_with("malformed /tmp/bad-hosts: line 1"), "{err}");
+}
+
+#[test]
+fn job_completion_index_errors_name_the_variable() {
+    let mut p = pod(HOSTS);
+    p.vars.insert("JOB_COMPLETION_INDEX", "two");
+    let err = error(&p, &["--peers", "3"]);
+    assert!(
+        err.starts_with("invalid JOB_COMPLETION_INDEX `two`: not a number"),
+        "{err}"
+    );
+    let err = error(&pod(HOSTS), &["--peers", "3", "--indices", "1,4"]);
+    assert_eq!(err, "invalid --indices: index 4 is not below --peers 3");
+    let err = error(&pod(HOSTS), &["--hosts", "a,,b"]);
+    assert_eq!(err, "invalid --hosts `a,,b`: entry 2 is empty");
+}
