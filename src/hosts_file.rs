@@ -49,6 +49,9 @@ pub fn parse_hosts(text: &str) -> Result<Vec<HostsEntry>, String> {
 pub struct PodHostsInfo {
     /// The pod's own addresses, in file order.
     pub addrs: Vec<IpAddr>,
+    /// `<host>.<subdomain>.<namespace>.svc.<zone>`: the name the cluster DNS
+    /// publishes for this pod (no trailing dot).
+    pub fqdn: Option<String>,
     pub subdomain: Option<String>,
     pub namespace: Option<String>,
     pub zone: Option<String>,
@@ -81,6 +84,7 @@ pub fn pod_hosts_info(entries: &[HostsEntry], hostname: &str) -> Option<PodHosts
             }
             let rest = name[prefix.len()..].trim_end_matches('.');
             if let Some((svc, ns, zone)) = split_service_fqdn(rest) {
+                info.fqdn = Some(name.trim_end_matches('.').to_owned());
                 info.subdomain = Some(svc.to_owned());
                 info.namespace = Some(ns.to_owned());
                 info.zone = Some(zone.to_owned());
@@ -123,6 +127,10 @@ fe00::2\tip6-allrouters\n\
         assert_eq!(entries.len(), 7);
         let info = pod_hosts_info(&entries, "example-job-1").unwrap();
         assert_eq!(info.addrs, vec!["10.244.1.17".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            info.fqdn.as_deref(),
+            Some("example-job-1.headless-svc.default.svc.cluster.local")
+        );
         assert_eq!(info.subdomain.as_deref(), Some("headless-svc"));
         assert_eq!(info.namespace.as_deref(), Some("default"));
         assert_eq!(info.zone.as_deref(), Some("cluster.local"));
@@ -185,6 +193,7 @@ fe00::2\tip6-allrouters\n\
         let text = "10.0.0.2 h-0.example.com h-0\n";
         let info = pod_hosts_info(&parse_hosts(text).unwrap(), "h-0").unwrap();
         assert_eq!(info.subdomain, None);
+        assert_eq!(info.fqdn, None);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct BarrierSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub peers: Vec<Peer>,
+    /// This pod's completion index, when this pod is one of the pods the
+    /// peers are named from (its own name is the template's name for its
+    /// index); `None` outside an indexed Job or when the template names
+    /// another Job's pods.
     pub self_index: Option<u32>,
     /// This pod's own name as the peers resolve it, when known: the subject
     /// of the `publishNotReadyAddresses` diagnosis.

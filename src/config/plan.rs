@@ -2,7 +2,7 @@
 //! `--hosts`, or an indexed Job's `--peers`/`--indices` named by a template.
 
 use super::pod::{PodView, non_empty};
-use crate::cli::Args;
+use crate::cli::{Args, Mode};
 use crate::error::ConfigError;
 use crate::peers::{self, Peer, Placeholder, Target, Template};
 
@@ -49,18 +49,15 @@ fn explicit_hosts(args: &Args, pod: &PodView<'_>, list: &str) -> Result<PeerPlan
 }
 
 /// Peers of an indexed Job: `--peers`/`--indices` with a template.
+///
+/// This pod is one of them (a member) when the template's name for its own
+/// index is its own name: a JobSet leader that waits for another Job's pods
+/// with `--template` is not worker 0 just because its index is 0. In barrier
+/// mode the pod always takes part under its index (the protocol announces
+/// it).
 fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> {
     let indices = indices(args)?;
-    let self_index = pod.optional_index()?;
-    if let (Some(i), Some(n)) = (self_index, args.peers)
-        && i >= n
-    {
-        return Err(ConfigError::Index(format!(
-            "this pod's index {i} is not below {} {n}: --peers is the Job's completions \
-             count, this pod included",
-            args.name("peers")
-        )));
-    }
+    let index = pod.optional_index()?;
     let custom = custom_template(args, indices.len())?;
     let (need_job, need_service) = match &custom {
         Some(t) => (
@@ -81,10 +78,33 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
         None => ConfigError::Other(format!("cannot name the peers: {reason}")),
     };
     let peers = peers::indexed_peers(&indices, &template, &vars).map_err(blame)?;
-    let self_target = match self_index {
-        Some(i) => Some(Target::Name(template.render(i, &vars).map_err(blame)?)),
+    let own_name = match index {
+        Some(i) => Some(template.render(i, &vars).map_err(blame)?),
         None => None,
     };
+    let member = match (&own_name, pod.hostname()) {
+        _ if args.mode == Mode::Barrier => true,
+        (Some(name), Ok(hostname)) => names_host(name, &hostname),
+        // Without a hostname there is nothing to tell by.
+        (Some(_), Err(_)) => true,
+        (None, _) => false,
+    };
+    let (self_index, self_target) = if member {
+        (index, own_name.map(Target::Name))
+    } else {
+        // The diagnosis then asks for the name the kubelet gave this pod.
+        let fqdn = pod.hosts_info(false)?.and_then(|info| info.fqdn);
+        (None, fqdn.map(|name| Target::Name(format!("{name}."))))
+    };
+    if let (Some(i), Some(n)) = (self_index, args.peers)
+        && i >= n
+    {
+        return Err(ConfigError::Index(format!(
+            "this pod's index {i} is not below {} {n}: --peers is the Job's completions \
+             count, this pod included",
+            args.name("peers")
+        )));
+    }
     let job = vars
         .job
         .clone()
@@ -134,7 +154,29 @@ fn custom_template(args: &Args, peer_count: usize) -> Result<Option<Template>, C
     Ok(Some(template))
 }
 
+/// Whether `name` (a peer name) is the host `hostname`: its first label is.
+fn names_host(name: &str, hostname: &str) -> bool {
+    let host = hostname.split('.').next().unwrap_or(hostname);
+    name.split('.')
+        .next()
+        .is_some_and(|label| label.eq_ignore_ascii_case(host))
+}
+
 fn template_error(args: &Args, reason: String) -> ConfigError {
     let text = args.template.as_deref().unwrap_or_default().trim();
     ConfigError::value(args.name("template"), text, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_host;
+
+    #[test]
+    fn a_peer_name_is_a_host_by_its_first_label() {
+        assert!(names_host("job-0.svc.ns.svc.zone.", "job-0"));
+        assert!(names_host("Job-0.svc", "job-0"));
+        assert!(names_host("job-0", "job-0.example"));
+        assert!(!names_host("train-workers-0-0.train.", "train-leader-0-0"));
+        assert!(!names_host("job-10.svc", "job-1"));
+    }
 }

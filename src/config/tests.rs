@@ -91,8 +91,16 @@ fn flags_override_what_the_pod_files_say() {
             "other-1.svc2.ns2.svc.k8s.local"
         ]
     );
-    // --job given: the index is still known, but this pod is not among the peers.
-    assert_eq!(config.self_index, Some(2));
+    // --job names another Job: this pod (example-job-2) is not one of its
+    // pods, so it has no rank among them, and the diagnosis asks for the
+    // name the kubelet gave it.
+    assert_eq!(config.self_index, None);
+    assert_eq!(
+        config.self_target,
+        Some(Target::Name(
+            "example-job-2.headless-svc.team-a.svc.k8s.local.".into()
+        ))
+    );
 }
 
 #[test]
@@ -367,4 +375,81 @@ fn job_completion_index_errors_name_the_variable() {
     assert_eq!(err, "invalid --indices: index 4 is not below --peers 3");
     let err = error(&pod(HOSTS), &["--hosts", "a,,b"]);
     assert_eq!(err, "invalid --hosts `a,,b`: entry 2 is empty");
+}
+
+/// A JobSet: the leader (its own Job, index 0) waits for the workers of
+/// another Job with --template; each worker (indices 0..3) waits for the
+/// leader with --peers 1.
+#[test]
+fn a_pod_whose_name_the_template_does_not_give_is_not_a_member() {
+    const LEADER_HOSTS: &str =
+        "127.0.0.1 localhost\n10.0.0.5\ttrain-leader-0-0.train.ns.svc.zone\ttrain-leader-0-0\n";
+    let leader = FakePod {
+        vars: HashMap::from([("JOB_COMPLETION_INDEX", "0")]),
+        files: HashMap::from([("/etc/hosts", LEADER_HOSTS), ("/etc/resolv.conf", RESOLV)]),
+        hostname: Some("train-leader-0-0"),
+    };
+    let config = build(
+        &leader,
+        &[
+            "--peers",
+            "3",
+            "--template",
+            "train-workers-0-{index}.{subdomain}.{namespace}.svc.{zone}.",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&config),
+        [
+            "train-workers-0-0.train.ns.svc.zone",
+            "train-workers-0-1.train.ns.svc.zone",
+            "train-workers-0-2.train.ns.svc.zone"
+        ]
+    );
+    assert_eq!(config.self_index, None, "the leader is not worker 0");
+    assert_eq!(
+        config.self_target,
+        Some(Target::Name("train-leader-0-0.train.ns.svc.zone.".into()))
+    );
+
+    const WORKER_HOSTS: &str =
+        "127.0.0.1 localhost\n10.0.0.7\ttrain-workers-0-2.train.ns.svc.zone\ttrain-workers-0-2\n";
+    let worker = FakePod {
+        vars: HashMap::from([("JOB_COMPLETION_INDEX", "2")]),
+        files: HashMap::from([("/etc/hosts", WORKER_HOSTS), ("/etc/resolv.conf", RESOLV)]),
+        hostname: Some("train-workers-0-2"),
+    };
+    let template = "train-leader-0-{index}.{subdomain}.{namespace}.svc.{zone}.";
+    // Index 2 is not below --peers 1, but that is the leader Job's count.
+    let config = build(&worker, &["--peers", "1", "--template", template]).unwrap();
+    assert_eq!(names(&config), ["train-leader-0-0.train.ns.svc.zone"]);
+    assert_eq!(config.self_index, None);
+
+    // A member keeps its index, and --peers still bounds it.
+    let config = build(
+        &worker,
+        &[
+            "--peers",
+            "3",
+            "--template",
+            "train-workers-0-{index}.train",
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.self_index, Some(2));
+    assert_eq!(config.self_target, Some(config.peers[2].target.clone()));
+    let err = error(
+        &worker,
+        &[
+            "--peers",
+            "2",
+            "--template",
+            "train-workers-0-{index}.train",
+        ],
+    );
+    assert!(
+        err.contains("this pod's index 2 is not below --peers 2"),
+        "{err}"
+    );
 }
