@@ -4,6 +4,7 @@
 //! The binary is a thin shell over this library; the modules are public so
 //! the integration tests can drive the pure pieces directly.
 
+pub mod addrconfig;
 pub mod barrier;
 pub mod cause;
 #[cfg(test)]

@@ -180,6 +180,7 @@ pub async fn run(config: Config) -> Exit {
         self_index = config.self_index,
         interval = %human(config.interval),
         timeout = %config.deadline.map(human).unwrap_or_else(|| "never".into()),
+        ip_family = %config.dns.as_ref().map_or_else(|| "none".into(), |d| d.family.to_string()),
         "waiting for {} peers",
         config.peers.len()
     );

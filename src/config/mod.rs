@@ -44,6 +44,17 @@ pub enum Family {
     Dual,
 }
 
+/// As `--ip-family` spells the single families: `ipv4`, `ipv6`, `dual`.
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+            Family::Dual => "dual",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSettings {
     pub nameservers: Vec<IpAddr>,

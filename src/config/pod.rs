@@ -4,8 +4,10 @@
 //! (`--hosts-file`, `--resolv-conf`) must be readable either way.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use super::{Environment, Family};
+use crate::addrconfig;
 use crate::cli::{Args, IpFamily};
 use crate::error::ConfigError;
 use crate::hosts_file::{self, HostsEntry, PodHostsInfo};
@@ -239,23 +241,36 @@ impl<'a> PodView<'a> {
             .unwrap_or_default()
     }
 
-    /// The families to resolve: explicit, or those of the pod's own
-    /// addresses (a single-stack pod cannot reach the other family anyway,
-    /// and asking for it doubles the DNS load).
+    /// The families to resolve: explicit, else those of the pod's own
+    /// addresses in the kubelet's hosts line, else those the host has
+    /// addresses for ([`addrconfig`]), else both. A single-stack pod cannot
+    /// reach the other family anyway, and asking for it doubles the DNS load.
     pub(super) fn family(&mut self) -> Result<Family, ConfigError> {
+        let from = |v4: bool, v6: bool| match (v4, v6) {
+            (true, false) => Some(Family::V4),
+            (false, true) => Some(Family::V6),
+            (true, true) => Some(Family::Dual),
+            (false, false) => None,
+        };
         Ok(match self.args.ip_family {
             IpFamily::Ipv4 => Family::V4,
             IpFamily::Ipv6 => Family::V6,
             IpFamily::Dual => Family::Dual,
             IpFamily::Auto => {
                 let addrs = self.hosts_info(false)?.map(|i| i.addrs).unwrap_or_default();
-                let v4 = addrs.iter().any(IpAddr::is_ipv4);
-                let v6 = addrs.iter().any(IpAddr::is_ipv6);
-                match (v4, v6) {
-                    (true, false) => Family::V4,
-                    (false, true) => Family::V6,
-                    _ => Family::Dual,
-                }
+                from(
+                    addrs.iter().any(IpAddr::is_ipv4),
+                    addrs.iter().any(IpAddr::is_ipv6),
+                )
+                .or_else(|| {
+                    let read = |path: &str| self.env.read_file(Path::new(path)).ok();
+                    let host = addrconfig::host_families(
+                        read(addrconfig::ROUTE).as_deref(),
+                        read(addrconfig::IF_INET6).as_deref(),
+                    )?;
+                    from(host.v4, host.v6)
+                })
+                .unwrap_or(Family::Dual)
             }
         })
     }

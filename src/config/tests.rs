@@ -453,3 +453,53 @@ fn a_pod_whose_name_the_template_does_not_give_is_not_a_member() {
         "{err}"
     );
 }
+
+/// `--ip-family auto` without a kubelet line (`--hosts`, a VM, Docker):
+/// the families the host has addresses for.
+#[test]
+fn auto_family_without_a_kubelet_line_follows_the_host() {
+    const ROUTE_V4: &str = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+        eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+    const LINK_LOCAL_ONLY: &str = "fe80000000000000a8c1abfffe123456 02 40 20 80 eth0\n";
+    const GLOBAL_V6: &str = "fd000000000000000000000000000005 02 40 00 80 eth0\n";
+    let host = |files: &[(&'static str, &'static str)]| FakePod {
+        vars: HashMap::new(),
+        files: files
+            .iter()
+            .copied()
+            .chain([("/etc/resolv.conf", RESOLV)])
+            .collect(),
+        hostname: Some("vm-1"),
+    };
+    let family = |env: &FakePod, extra: &[&str]| {
+        let mut args = vec!["--hosts", "a.example,b.example"];
+        args.extend_from_slice(extra);
+        build(env, &args).unwrap().dns.unwrap().family
+    };
+    let v4_host = host(&[
+        ("/proc/net/route", ROUTE_V4),
+        ("/proc/net/if_inet6", LINK_LOCAL_ONLY),
+    ]);
+    assert_eq!(family(&v4_host, &[]), Family::V4);
+    assert_eq!(family(&v4_host, &["--ip-family", "dual"]), Family::Dual);
+    let dual_host = host(&[
+        ("/proc/net/route", ROUTE_V4),
+        ("/proc/net/if_inet6", GLOBAL_V6),
+    ]);
+    assert_eq!(family(&dual_host, &[]), Family::Dual);
+    let v6_host = host(&[
+        ("/proc/net/if_inet6", GLOBAL_V6),
+        ("/proc/net/route", "Iface\n"),
+    ]);
+    assert_eq!(family(&v6_host, &[]), Family::V6);
+    // /proc unreadable: ask for both, as before.
+    assert_eq!(family(&host(&[]), &[]), Family::Dual);
+    // The kubelet's line for this pod wins over the host's addresses.
+    let mut pod_on_dual_host = pod(HOSTS);
+    pod_on_dual_host.files.insert("/proc/net/route", ROUTE_V4);
+    pod_on_dual_host
+        .files
+        .insert("/proc/net/if_inet6", GLOBAL_V6);
+    let config = build(&pod_on_dual_host, &["--peers", "3"]).unwrap();
+    assert_eq!(config.dns.unwrap().family, Family::V4);
+}
