@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::barrier::{self, Barrier};
 use crate::config::Config;
@@ -17,6 +17,7 @@ use crate::gate::Gate;
 use crate::handoff;
 use crate::outcome::GateOutcome;
 use crate::probe::{Probe, Prober};
+use crate::report::{self, End};
 
 /// Process exit codes (documented in the README; users script against them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,13 +52,6 @@ impl Exit {
     }
 }
 
-/// How the wait ended.
-enum Ending {
-    Passed,
-    TimedOut,
-    Signal(Exit),
-}
-
 /// What the ping gate and the barrier have in common, as seen from here.
 trait Waiter {
     /// Runs until done; cancel-safe.
@@ -87,16 +81,7 @@ impl<R: Resolve, P: Probe> Waiter for Gate<R, P> {
     }
     fn report_missing(&self) {
         for t in self.peers().filter(|t| !t.is_reached()) {
-            let addrs: Vec<String> = t.addrs.iter().map(ToString::to_string).collect();
-            error!(
-                peer = %t.peer,
-                cause = %t.last_cause,
-                attempts = t.attempts,
-                addrs = %addrs.join(","),
-                "peer unreachable: {}: {}",
-                t.peer,
-                t.last_cause
-            );
+            report::unreachable(&t.peer, &t.last_cause, t.attempts, &t.addrs);
         }
     }
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
@@ -119,14 +104,7 @@ impl<R: Resolve> Waiter for Barrier<R> {
     }
     fn report_missing(&self) {
         for m in self.members().iter().filter(|m| !m.is_met()) {
-            error!(
-                peer = %m.peer,
-                cause = %m.last_cause,
-                attempts = m.attempts,
-                "peer not met: {}: {}",
-                m.peer,
-                m.last_cause
-            );
+            report::not_met(&m.peer, &m.last_cause, m.attempts);
         }
     }
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
@@ -171,19 +149,7 @@ pub async fn run(config: Config) -> Exit {
         None => None,
     };
 
-    for warning in &config.warnings {
-        warn!("{warning}");
-    }
-    info!(
-        mode = %config.mode,
-        peers = config.peers.len(),
-        self_index = config.self_index,
-        interval = %human(config.interval),
-        timeout = %config.deadline.map(human).unwrap_or_else(|| "never".into()),
-        ip_family = %config.dns.as_ref().map_or_else(|| "none".into(), |d| d.family.to_string()),
-        "waiting for {} peers",
-        config.peers.len()
-    );
+    report::start(&config);
 
     match (&config.barrier, config.self_index) {
         (Some(settings), Some(self_index)) => {
@@ -245,43 +211,21 @@ async fn drive<W: Waiter>(
             None => std::future::pending().await,
         }
     };
-    let ending = tokio::select! {
-        _ = waiter.wait() => Ending::Passed,
-        _ = deadline => Ending::TimedOut,
-        _ = sigterm.recv() => Ending::Signal(Exit::Terminated),
-        _ = sigint.recv() => Ending::Signal(Exit::Interrupted),
+    let (end, exit) = tokio::select! {
+        _ = waiter.wait() => (End::Passed, Exit::Passed),
+        _ = deadline => (End::TimedOut, Exit::Timeout),
+        _ = sigterm.recv() => (End::Interrupted("SIGTERM"), Exit::Terminated),
+        _ = sigint.recv() => (End::Interrupted("SIGINT"), Exit::Interrupted),
     };
     let (done, total) = waiter.counts();
     let elapsed = human(waiter.elapsed());
-    let word = waiter.done_word();
-    match ending {
-        Ending::Passed => {
-            info!(peers = total, elapsed = %elapsed, "all {total} peers {word} after {elapsed}");
-            let outcome = waiter.outcome(config.self_index);
-            hand_off(config, &outcome)
-        }
-        Ending::TimedOut => {
-            waiter.report_missing();
-            error!(
-                reachable = done,
-                peers = total,
-                "timed out after {elapsed}: {done}/{total} peers {word}"
-            );
-            Exit::Timeout
-        }
-        Ending::Signal(exit) => {
-            let name = if exit == Exit::Terminated {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
-            error!(
-                reachable = done,
-                peers = total,
-                "interrupted by {name}: {done}/{total} peers {word}"
-            );
-            exit
-        }
+    if end == End::TimedOut {
+        waiter.report_missing();
+    }
+    report::end(end, done, total, waiter.done_word(), &elapsed);
+    match end {
+        End::Passed => hand_off(config, &waiter.outcome(config.self_index)),
+        End::TimedOut | End::Interrupted(_) => exit,
     }
 }
 

@@ -424,6 +424,7 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     let mut reachable = 0;
+    let mut messages = Vec::new();
     for line in err.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -432,8 +433,21 @@ fn json_logs_are_one_object_per_line() {
             assert_eq!(v["addr"], "127.0.0.1");
             reachable += 1;
         }
+        if v["message"] == "waiting for 1 peer" {
+            // As the flag spells it, not the Rust variant (`Ping`).
+            assert_eq!(v["mode"], "ping", "{line}");
+            assert_eq!(v["ip_family"], "none", "{line}");
+        }
+        messages.push(v["message"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(reachable, 1, "{err}");
+    assert!(messages.iter().any(|m| m == "waiting for 1 peer"), "{err}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("1 peer reachable after ")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -134,10 +134,11 @@ impl Prober {
                     Ok(Prober::Icmp(p))
                 }
                 Err(e) => {
+                    // The reason is in the message only: as a field too it
+                    // printed twice on one line.
                     warn!(
                         probe = "tcp",
                         port = settings.tcp_port,
-                        reason = %e,
                         "probe: tcp connect to port {} (auto fallback: {e})",
                         settings.tcp_port
                     );
