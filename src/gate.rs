@@ -185,6 +185,7 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
     }
 
     /// Whether the `publishNotReadyAddresses` warning was given.
+    #[cfg(test)]
     pub fn diagnosed(&self) -> bool {
         self.diagnosed
     }

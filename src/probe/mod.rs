@@ -147,14 +147,6 @@ impl Prober {
             },
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Prober::Icmp(_) => "icmp",
-            Prober::Tcp(_) => "tcp",
-            Prober::Dns => "dns",
-        }
-    }
 }
 
 impl Probe for Prober {
