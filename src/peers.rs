@@ -223,6 +223,27 @@ impl Template {
         })
     }
 
+    /// The template of the name's first label (the host name): the parts
+    /// before the first literal dot.
+    pub fn host_label(&self) -> Template {
+        let mut parts = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => match t.split_once('.') {
+                    Some((head, _)) => {
+                        if !head.is_empty() {
+                            parts.push(Part::Text(head.to_owned()));
+                        }
+                        break;
+                    }
+                    None => parts.push(part.clone()),
+                },
+                Part::Hole(_) => parts.push(part.clone()),
+            }
+        }
+        Template { parts }
+    }
+
     /// Whether the template names `{index}` (without it every index gets
     /// the same name).
     pub fn has_index(&self) -> bool {
@@ -463,6 +484,32 @@ mod tests {
                 .to_string()
                 .contains("contains `{`")
         );
+    }
+
+    #[test]
+    fn host_labels() {
+        let label = |t: &str| {
+            Template::parse(t)
+                .unwrap()
+                .host_label()
+                .render(3, &vars())
+                .unwrap()
+        };
+        assert_eq!(
+            label("{job}-{index}.{subdomain}.{namespace}.svc.{zone}."),
+            "example-job-3"
+        );
+        assert_eq!(label("train-workers-0-{index}.train"), "train-workers-0-3");
+        assert_eq!(label("w{index}"), "w3");
+        assert_eq!(label("{subdomain}-{index}.x"), "headless-svc-3");
+        let placeholders = |t: &str| {
+            Template::parse(t)
+                .unwrap()
+                .host_label()
+                .placeholders()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(placeholders("n-{index}.{zone}"), [Placeholder::Index]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::pod::{PodView, non_empty};
 use crate::cli::{Args, Mode};
 use crate::error::ConfigError;
-use crate::peers::{self, Peer, Placeholder, Target, Template};
+use crate::peers::{self, Peer, Placeholder, Target, Template, TemplateVars};
 
 /// The peers and what they say about this pod.
 pub(super) struct PeerPlan {
@@ -59,6 +59,16 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
     let indices = indices(args)?;
     let index = pod.optional_index()?;
     let custom = custom_template(args, indices.len())?;
+    let member = is_member(args, pod, custom.as_ref(), index)?;
+    if let (true, Some(i), Some(n)) = (member, index, args.peers)
+        && i >= n
+    {
+        return Err(ConfigError::Index(format!(
+            "this pod's index {i} is not below {} {n}: --peers is the Job's completions \
+             count, this pod included",
+            args.name("peers")
+        )));
+    }
     let (need_job, need_service) = match &custom {
         Some(t) => (
             t.placeholders().any(|p| p == Placeholder::Job),
@@ -78,33 +88,17 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
         None => ConfigError::Other(format!("cannot name the peers: {reason}")),
     };
     let peers = peers::indexed_peers(&indices, &template, &vars).map_err(blame)?;
-    let own_name = match index {
-        Some(i) => Some(template.render(i, &vars).map_err(blame)?),
-        None => None,
+    let (self_index, self_target) = match index {
+        Some(i) if member => (
+            Some(i),
+            Some(Target::Name(template.render(i, &vars).map_err(blame)?)),
+        ),
+        _ => {
+            // The diagnosis then asks for the name the kubelet gave this pod.
+            let fqdn = pod.hosts_info(false)?.and_then(|info| info.fqdn);
+            (None, fqdn.map(|name| Target::Name(format!("{name}."))))
+        }
     };
-    let member = match (&own_name, pod.hostname()) {
-        _ if args.mode == Mode::Barrier => true,
-        (Some(name), Ok(hostname)) => names_host(name, &hostname),
-        // Without a hostname there is nothing to tell by.
-        (Some(_), Err(_)) => true,
-        (None, _) => false,
-    };
-    let (self_index, self_target) = if member {
-        (index, own_name.map(Target::Name))
-    } else {
-        // The diagnosis then asks for the name the kubelet gave this pod.
-        let fqdn = pod.hosts_info(false)?.and_then(|info| info.fqdn);
-        (None, fqdn.map(|name| Target::Name(format!("{name}."))))
-    };
-    if let (Some(i), Some(n)) = (self_index, args.peers)
-        && i >= n
-    {
-        return Err(ConfigError::Index(format!(
-            "this pod's index {i} is not below {} {n}: --peers is the Job's completions \
-             count, this pod included",
-            args.name("peers")
-        )));
-    }
     let job = vars
         .job
         .clone()
@@ -117,6 +111,53 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
         job,
         explicit_hosts: false,
     })
+}
+
+/// Whether this pod, with completion index `index`, is one of the pods the
+/// peers are named from: the template's host label for its index is its
+/// hostname. Decided from the host label alone, which usually needs no file
+/// (`{job}-{index}`, `train-workers-0-{index}`).
+fn is_member(
+    args: &Args,
+    pod: &mut PodView<'_>,
+    custom: Option<&Template>,
+    index: Option<u32>,
+) -> Result<bool, ConfigError> {
+    let Some(i) = index else {
+        return Ok(false);
+    };
+    if args.mode == Mode::Barrier {
+        return Ok(true);
+    }
+    let Ok(hostname) = pod.hostname() else {
+        // Nothing to tell by.
+        return Ok(true);
+    };
+    let label = match custom {
+        Some(t) => t.host_label(),
+        None => Template::parse("{job}-{index}").map_err(ConfigError::Other)?,
+    };
+    let uses = |p| label.placeholders().any(|q| q == p);
+    let vars = if label
+        .placeholders()
+        .all(|p| matches!(p, Placeholder::Job | Placeholder::Index))
+    {
+        TemplateVars {
+            job: if uses(Placeholder::Job) {
+                Some(pod.job()?)
+            } else {
+                None
+            },
+            ..TemplateVars::default()
+        }
+    } else {
+        pod.template_vars(uses(Placeholder::Job), uses(Placeholder::Subdomain))?
+    };
+    let name = label.render(i, &vars).map_err(|reason| match custom {
+        Some(_) => template_error(args, reason),
+        None => ConfigError::Other(format!("cannot name this pod: {reason}")),
+    })?;
+    Ok(names_host(&name, &hostname))
 }
 
 /// The indices to wait for: `--indices`, within `--peers` when both are
