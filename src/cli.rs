@@ -81,8 +81,9 @@ impl fmt::Display for Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IpFamily {
-    /// The families of this pod's own addresses in the hosts file; both
-    /// when that tells nothing.
+    /// The families of this pod's own addresses in the hosts file, else
+    /// those the host has addresses for (an up IPv4 route, a global IPv6
+    /// address), else both.
     Auto,
     /// A records only.
     Ipv4,

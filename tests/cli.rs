@@ -392,7 +392,19 @@ fn help_documents_every_flag_with_its_variable() {
         assert!(help.contains(&var), "{var} missing from --help");
     }
     assert!(help.contains("publishNotReadyAddresses"));
-    assert!(help.contains("124"));
+    for code in [
+        "0 all peers reachable",
+        "1 run-time failure",
+        "2 usage",
+        "124 timeout",
+        "126/127",
+        "130/143",
+    ] {
+        assert!(
+            help.contains(code),
+            "exit code `{code}` missing from --help"
+        );
+    }
 }
 
 #[test]
