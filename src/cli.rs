@@ -140,7 +140,9 @@ pub struct Args {
     pub template: Option<String>,
 
     /// Explicit peers instead of an indexed Job: comma-separated names or IP
-    /// addresses. Conflicts with --peers, --indices and --template.
+    /// addresses. Conflicts with the flags that name a Job's pods (--peers,
+    /// --indices, --template, --subdomain, --namespace, --cluster-domain;
+    /// --job outside barrier mode).
     #[arg(
         long,
         env = "PEERGATE_HOSTS",

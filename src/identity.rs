@@ -12,8 +12,8 @@ pub fn completion_index(text: &str) -> Result<u32, String> {
     if trimmed.starts_with('-') {
         return Err("negative; a completion index is 0 or more".into());
     }
-    match trimmed.parse::<u32>() {
-        Ok(i) if i < MAX_PEERS => Ok(i),
+    match trimmed.parse::<u64>() {
+        Ok(i) if i < u64::from(MAX_PEERS) => Ok(i as u32),
         Ok(_) => Err(format!("not below the maximum of {MAX_PEERS}")),
         Err(_) => Err("not a number; expected the pod's completion index, e.g. 0".into()),
     }
@@ -54,6 +54,11 @@ mod tests {
                 .starts_with("not a number")
         );
         assert!(completion_index("100000").unwrap_err().contains("maximum"));
+        assert!(
+            completion_index("99999999999")
+                .unwrap_err()
+                .contains("maximum")
+        );
         assert!(completion_index("").is_err());
     }
 

@@ -157,6 +157,7 @@ fn bad_inputs_exit_2_with_one_precise_line() {
         ("unreadable resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", "/nonexistent/resolv.conf"], "cannot read /nonexistent/resolv.conf"),
         ("hosts with peers", vec![idx1], vec!["--hosts", "a.example", "--peers", "3"], "--hosts conflicts with --peers"),
         ("hosts with template", vec![], vec!["--hosts", "a.example", "--template", "x-{index}"], "--hosts conflicts with --template"),
+        ("env: hosts with a namespace", vec![("PEERGATE_NAMESPACE", "team-a")], vec!["--hosts", "a.example"], "--hosts conflicts with PEERGATE_NAMESPACE"),
         ("no peers at all", vec![idx1], vec![], "no peers given"),
         ("unknown probe", vec![], vec!["--hosts", "127.0.0.1", "--probe", "udp"], "invalid --probe `udp`: expected one of auto, icmp, tcp, tcp:PORT, dns"),
         ("bad tcp port", vec![], vec!["--hosts", "127.0.0.1", "--probe", "tcp:70000"], "not a TCP port"),

@@ -26,9 +26,20 @@ pub(super) fn plan(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, Confi
     }
 }
 
-/// `--hosts a,b,c`: the peers are the list; no Job naming applies.
+/// `--hosts a,b,c`: the peers are the list; no Job naming applies, so the
+/// flags that name a Job's pods would be ignored: they are errors. (`--job`
+/// still names the barrier's group.)
 fn explicit_hosts(args: &Args, pod: &PodView<'_>, list: &str) -> Result<PeerPlan, ConfigError> {
-    for id in ["peers", "indices", "template"] {
+    let naming = [
+        "peers",
+        "indices",
+        "template",
+        "subdomain",
+        "namespace",
+        "cluster_domain",
+    ];
+    let job = (args.mode == Mode::Ping).then_some("job");
+    for id in naming.into_iter().chain(job) {
         if args.given(id) {
             return Err(ConfigError::Conflict(format!(
                 "{} conflicts with {}: give either explicit hosts or an indexed Job",

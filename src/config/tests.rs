@@ -377,6 +377,40 @@ fn job_completion_index_errors_name_the_variable() {
     assert_eq!(err, "invalid --hosts `a,,b`: entry 2 is empty");
 }
 
+#[test]
+fn job_naming_flags_with_explicit_hosts_are_errors() {
+    for flag in [
+        "--peers",
+        "--indices",
+        "--subdomain",
+        "--namespace",
+        "--cluster-domain",
+        "--job",
+    ] {
+        let err = error(&pod(HOSTS), &["--hosts", "a.example", flag, "1"]);
+        assert_eq!(
+            err,
+            format!("--hosts conflicts with {flag}: give either explicit hosts or an indexed Job")
+        );
+    }
+    // In barrier mode --job names the group of instances.
+    let config = build(
+        &pod(HOSTS),
+        &[
+            "--hosts",
+            "a.example,b.example",
+            "--mode",
+            "barrier",
+            "--index",
+            "0",
+            "--job",
+            "grp",
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.barrier.unwrap().job, "grp");
+}
+
 /// A JobSet: the leader (its own Job, index 0) waits for the workers of
 /// another Job with --template; each worker (indices 0..3) waits for the
 /// leader with --peers 1.
