@@ -255,6 +255,22 @@ fn errors_show_under_any_log_filter() {
         let out = pod.run(env, &args);
         assert_usage_error(&out, "entry 2", &format!("{env:?} {flags:?}"));
     }
+    // The case from the issue, and a failure of the pod's files.
+    let out = pod.run(&[("RUST_LOG", "myapp=debug")], &["--peers", "0"]);
+    assert_usage_error(
+        &out,
+        "invalid --peers `0`",
+        "RUST_LOG=myapp=debug --peers 0",
+    );
+    let out = pod.run(
+        &[("RUST_LOG", "myapp=debug"), ("JOB_COMPLETION_INDEX", "1")],
+        &["--peers", "3", "--hosts-file", "/nonexistent/hosts"],
+    );
+    assert_usage_error(
+        &out,
+        "cannot read /nonexistent/hosts",
+        "RUST_LOG=myapp=debug, no hosts file",
+    );
 }
 
 /// `debug` shows every failed attempt with its cause; `info` does not, and
