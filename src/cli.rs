@@ -535,6 +535,23 @@ pub fn usage_line(err: &clap::Error, argv: &[OsString]) -> String {
     first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
+/// `text` on one line: control characters (a newline in a variable's value)
+/// are written as escapes, so a usage error stays one line.
+pub fn one_line(text: &str) -> String {
+    if !text.contains(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `--peers <N>` as clap names it, or its variable when the value came from
 /// there (the flag is not on the command line).
 fn source_name(arg: &str, argv: &[OsString]) -> String {
@@ -634,6 +651,7 @@ mod tests {
             "invalid --slots `x`: not a whole number above 0"
         );
         assert_eq!(line(&["--nope"]), "unknown argument `--nope`");
+        assert_eq!(one_line("a\nb\tc\u{1b}d é"), "a\\nb\\tc\\u{1b}d é");
         // The same flag after `--` belongs to the command, not to peergate.
         assert_eq!(
             source_name("--peers <N>", &["pg".into(), "--".into(), "--peers".into()]),

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
         Err(e) => {
             // clap's message is several lines with usage; one line names
             // the argument (or its variable) and what is wrong with it.
-            eprintln!("peergate: {} (see --help)", cli::usage_line(&e, &argv));
+            let line = cli::one_line(&cli::usage_line(&e, &argv));
+            eprintln!("peergate: {line} (see --help)");
             return ExitCode::from(Exit::Usage.code());
         }
     };
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     let config = match Config::build(args, &SystemEnvironment) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", cli::one_line(&e.to_string()));
             return ExitCode::from(Exit::Usage.code());
         }
     };

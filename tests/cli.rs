@@ -169,6 +169,8 @@ fn bad_inputs_exit_2_with_one_precise_line() {
         ("bad log level", vec![], vec!["--hosts", "127.0.0.1", "--log-level", "lots=of=noise"], "invalid --log-level `lots=of=noise`"),
         ("env: zero peers", vec![idx1, ("PEERGATE_PEERS", "0")], vec![], "0 peers"),
         ("env: bad interval", vec![("PEERGATE_INTERVAL", "fast")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_INTERVAL `fast`"),
+        ("env: a newline in a number", vec![idx1, ("PEERGATE_PEERS", "3\n4")], vec![], "invalid PEERGATE_PEERS `3\\n4`"),
+        ("env: a newline in a list", vec![("PEERGATE_HOSTS", "a\n,,b")], vec![], "invalid PEERGATE_HOSTS `a\\n,,b`"),
     ];
     for (case, env, args, needle) in &cases {
         let out = pod.run(env, args);

@@ -44,7 +44,7 @@ pub enum Family {
     Dual,
 }
 
-/// As `--ip-family` spells the single families: `ipv4`, `ipv6`, `dual`.
+/// As `--ip-family` spells them: `ipv4`, `ipv6`, `dual`.
 impl std::fmt::Display for Family {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
