@@ -59,3 +59,42 @@ impl fmt::Display for Cause {
         }
     }
 }
+
+/// Maps an OS error from a probe or a barrier connection to a cause.
+pub fn io_cause(err: &std::io::Error) -> Cause {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => Cause::NoRoute,
+        ErrorKind::ConnectionRefused => Cause::Refused,
+        ErrorKind::TimedOut => Cause::NoReply,
+        _ => match err.raw_os_error() {
+            // EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL (no source address of that family)
+            Some(113) | Some(101) | Some(99) => Cause::NoRoute,
+            _ => Cause::Probe(err.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn os_errors_become_causes() {
+        assert_eq!(io_cause(&Error::from_raw_os_error(113)), Cause::NoRoute);
+        assert_eq!(io_cause(&Error::from_raw_os_error(101)), Cause::NoRoute);
+        // EADDRNOTAVAIL: no source address of the peer's family.
+        assert_eq!(io_cause(&Error::from_raw_os_error(99)), Cause::NoRoute);
+        assert_eq!(
+            io_cause(&Error::from(ErrorKind::ConnectionRefused)),
+            Cause::Refused
+        );
+        assert_eq!(io_cause(&Error::from(ErrorKind::TimedOut)), Cause::NoReply);
+        assert!(matches!(
+            io_cause(&Error::from_raw_os_error(24)),
+            Cause::Probe(why) if why.contains("Too many open files")
+        ));
+    }
+}

@@ -1,12 +1,30 @@
 //! Command-line interface. Every flag can also be set with a `PEERGATE_*`
 //! environment variable, so a Job manifest can configure peergate with
-//! `env:` alone. Values are kept as text here and validated in `config`,
-//! which gives every mistake one precise line.
+//! `env:` alone.
+//!
+//! Numbers, durations and enums are typed here by clap value parsers, with
+//! their ranges; `config` checks what depends on several flags or on the
+//! pod. Every mistake becomes one line ([`usage_line`]) that names the flag
+//! or the variable the value came from.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
-use clap::{Parser, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::duration::{self, Deadline};
+use crate::handoff::HostfileFormat;
+use crate::identity;
+use crate::logging::LogSpec;
+use crate::peers::{self, IndexList};
+use crate::probe::{self, ProbeSpec};
 
 const ABOUT: &str =
     "Wait until every peer of a Kubernetes Indexed Job resolves and answers, then exit 0.";
@@ -33,9 +51,14 @@ Examples:
   peergate --peers 4 --write-hostfile /shared/hostfile --hostfile-format openmpi
   peergate --peers 3 -- python train.py   # exec the workload once the gate opens
 
-Exit codes: 0 all peers reachable, 124 timeout, 2 usage or configuration
-error, 126/127 the command after `--` cannot be run, 130/143 interrupted by
-SIGINT/SIGTERM.";
+  peergate --peers 3 --mode barrier --serve --write-hostfile /shared/hosts
+                                          # a native sidecar; then in the next
+  peergate await                          # container: wait for its release
+
+Exit codes: 0 all peers reachable (barrier: met; --serve: SIGTERM after the
+release), 1 run-time failure (e.g. the barrier port cannot be bound), 2 usage
+or configuration error, 124 timeout, 126/127 the command after `--` cannot be
+run, 130/143 interrupted by SIGINT/SIGTERM.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -53,10 +76,21 @@ pub enum Mode {
     Barrier,
 }
 
+/// As the flag spells it (`ping`, `barrier`).
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => fmt::Debug::fmt(self, f),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IpFamily {
-    /// The families of this pod's own addresses in the hosts file; both
-    /// when that tells nothing.
+    /// The families of this pod's own addresses in the hosts file, else
+    /// those the host has addresses for (an up IPv4 route, a global IPv6
+    /// address), else both.
     Auto,
     /// A records only.
     Ipv4,
@@ -65,6 +99,10 @@ pub enum IpFamily {
     /// A and AAAA.
     Dual,
 }
+
+/// Most peers checked at once: beyond it sockets run out before DNS or the
+/// network do.
+pub const MAX_CONCURRENCY: usize = 4096;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -77,21 +115,29 @@ pub enum IpFamily {
 )]
 pub struct Args {
     /// Number of pods in the Job: wait for indices 0..N, this pod included.
-    #[arg(long, env = "PEERGATE_PEERS", value_name = "N", help_heading = "Peers")]
-    pub peers: Option<String>,
+    #[arg(
+        long,
+        env = "PEERGATE_PEERS",
+        value_name = "N",
+        value_parser = peers::peer_count,
+        help_heading = "Peers"
+    )]
+    pub peers: Option<u32>,
 
     /// Wait only for these indices, e.g. `0` (the leader) or `0-3,7`.
     #[arg(
         long,
         env = "PEERGATE_INDICES",
         value_name = "LIST",
+        value_parser = peers::index_list,
         help_heading = "Peers"
     )]
-    pub indices: Option<String>,
+    pub indices: Option<IndexList>,
 
     /// Peer name template. Placeholders: {job} {index} {subdomain} {namespace}
-    /// {zone}. Default: `{job}-{index}.{subdomain}.{namespace}.svc.{zone}.` when
-    /// all parts are known, else `{job}-{index}.{subdomain}`.
+    /// {zone}; {index} is required for more than one peer. Default:
+    /// `{job}-{index}.{subdomain}.{namespace}.svc.{zone}.` when all parts are
+    /// known, else `{job}-{index}.{subdomain}`.
     #[arg(
         long,
         env = "PEERGATE_TEMPLATE",
@@ -101,7 +147,9 @@ pub struct Args {
     pub template: Option<String>,
 
     /// Explicit peers instead of an indexed Job: comma-separated names or IP
-    /// addresses. Conflicts with --peers, --indices and --template.
+    /// addresses. Conflicts with the flags that name a Job's pods (--peers,
+    /// --indices, --template, --subdomain, --namespace, --cluster-domain;
+    /// --job outside barrier mode).
     #[arg(
         long,
         env = "PEERGATE_HOSTS",
@@ -115,9 +163,10 @@ pub struct Args {
         long,
         env = "PEERGATE_INDEX",
         value_name = "N",
+        value_parser = identity::completion_index,
         help_heading = "Identity"
     )]
-    pub index: Option<String>,
+    pub index: Option<u32>,
 
     /// This pod's hostname [default: the kernel hostname].
     #[arg(
@@ -164,25 +213,29 @@ pub struct Args {
     )]
     pub cluster_domain: Option<String>,
 
-    /// Hosts file holding the kubelet's line for this pod.
+    /// Hosts file holding the kubelet's line for this pod (one given
+    /// explicitly must exist).
     #[arg(
         long,
         env = "PEERGATE_HOSTS_FILE",
         value_name = "PATH",
         default_value = "/etc/hosts",
+        value_parser = path,
         help_heading = "Identity"
     )]
-    pub hosts_file: String,
+    pub hosts_file: PathBuf,
 
-    /// resolv.conf giving nameservers, search list and ndots.
+    /// resolv.conf giving nameservers, search list and ndots (read as glibc
+    /// reads it).
     #[arg(
         long,
         env = "PEERGATE_RESOLV_CONF",
         value_name = "PATH",
         default_value = "/etc/resolv.conf",
+        value_parser = path,
         help_heading = "Identity"
     )]
-    pub resolv_conf: String,
+    pub resolv_conf: PathBuf,
 
     /// `ping` probes every peer; `barrier` is a TCP rendezvous that releases
     /// once this pod has met every peer and every peer has met it (see
@@ -204,48 +257,55 @@ pub struct Args {
         env = "PEERGATE_PROBE",
         value_name = "PROBE",
         default_value = "auto",
+        value_parser = ProbeSpec::parse,
         help_heading = "Probing"
     )]
-    pub probe: String,
+    pub probe: ProbeSpec,
 
-    /// Time between attempts for each unreachable peer.
+    /// Time between attempts for each unreachable peer (10ms to 1h).
     #[arg(
         long,
         env = "PEERGATE_INTERVAL",
         value_name = "DURATION",
         default_value = "1s",
+        value_parser = duration::interval,
         help_heading = "Probing"
     )]
-    pub interval: String,
+    pub interval: Duration,
 
-    /// Give up after this long and exit 124 (`0` or `never`: wait forever).
+    /// Give up after this long and exit 124 (10ms to 30 days; `0` or `never`:
+    /// wait forever).
     #[arg(
         long,
         env = "PEERGATE_TIMEOUT",
         value_name = "DURATION",
         default_value = "10m",
+        value_parser = duration::deadline,
         help_heading = "Probing"
     )]
-    pub timeout: String,
+    pub timeout: Deadline,
 
-    /// How long one probe waits for an answer [default: the interval, at most 2s].
+    /// How long one probe waits for an answer (10ms to 1m) [default: the
+    /// interval, at most 2s].
     #[arg(
         long,
         env = "PEERGATE_PROBE_TIMEOUT",
         value_name = "DURATION",
+        value_parser = duration::answer_timeout,
         help_heading = "Probing"
     )]
-    pub probe_timeout: Option<String>,
+    pub probe_timeout: Option<Duration>,
 
-    /// How long one DNS query waits for an answer.
+    /// How long one DNS query waits for an answer (10ms to 1m).
     #[arg(
         long,
         env = "PEERGATE_DNS_TIMEOUT",
         value_name = "DURATION",
         default_value = "1s",
+        value_parser = duration::answer_timeout,
         help_heading = "Probing"
     )]
-    pub dns_timeout: String,
+    pub dns_timeout: Duration,
 
     /// Address families to resolve and probe.
     #[arg(
@@ -257,15 +317,17 @@ pub struct Args {
     )]
     pub ip_family: IpFamily,
 
-    /// Most peers checked at the same time (bounds sockets and DNS load).
+    /// Most peers checked at the same time, 1 to 4096 (bounds sockets and
+    /// DNS load).
     #[arg(
         long,
         env = "PEERGATE_CONCURRENCY",
         value_name = "N",
         default_value = "256",
+        value_parser = concurrency,
         help_heading = "Probing"
     )]
-    pub concurrency: String,
+    pub concurrency: usize,
 
     /// TCP port of the barrier, and of `--probe tcp` without a port.
     #[arg(
@@ -273,9 +335,10 @@ pub struct Args {
         env = "PEERGATE_PORT",
         value_name = "PORT",
         default_value = "7470",
+        value_parser = probe::tcp_port,
         help_heading = "Barrier"
     )]
-    pub port: String,
+    pub port: u16,
 
     /// Shared secret of this Job's barrier (e.g. the Job's controller-uid):
     /// every handshake proves knowledge of it without sending it. Required
@@ -306,9 +369,10 @@ pub struct Args {
         long,
         env = "PEERGATE_LISTEN",
         value_name = "ADDR",
+        value_parser = ip_address,
         help_heading = "Barrier"
     )]
-    pub listen: Option<String>,
+    pub listen: Option<IpAddr>,
 
     /// Keep the barrier running after the release, as a native sidecar:
     /// admit late and replaced peers, keep the hand-off file current, answer
@@ -329,9 +393,10 @@ pub struct Args {
         env = "PEERGATE_AWAIT_PORT",
         value_name = "PORT",
         default_value = "7471",
+        value_parser = probe::tcp_port,
         help_heading = "Barrier"
     )]
-    pub await_port: String,
+    pub await_port: u16,
 
     /// With --serve: serve /livez, /readyz, /peers and /metrics over HTTP on
     /// this port, on all addresses (for kubelet probes) [default: off].
@@ -339,38 +404,44 @@ pub struct Args {
         long,
         env = "PEERGATE_HEALTH_PORT",
         value_name = "PORT",
+        value_parser = probe::tcp_port,
         help_heading = "Barrier"
     )]
-    pub health_port: Option<String>,
+    pub health_port: Option<u16>,
 
     /// After the gate opens, atomically write the peer list to this file.
     #[arg(
         long,
         env = "PEERGATE_WRITE_HOSTFILE",
         value_name = "PATH",
+        value_parser = path,
         help_heading = "Hand-off"
     )]
-    pub write_hostfile: Option<String>,
+    pub write_hostfile: Option<PathBuf>,
 
-    /// Hostfile format: hosts, openmpi, mpich, json or env.
+    /// Hostfile format: hosts, openmpi, mpich, json or env (needs
+    /// --write-hostfile).
     #[arg(
         long,
         env = "PEERGATE_HOSTFILE_FORMAT",
         value_name = "FORMAT",
         default_value = "hosts",
+        value_parser = HostfileFormat::from_str,
         help_heading = "Hand-off"
     )]
-    pub hostfile_format: String,
+    pub hostfile_format: HostfileFormat,
 
-    /// Slots per host in openmpi and mpich hostfiles.
+    /// Slots per host in openmpi and mpich hostfiles (needs --write-hostfile
+    /// and one of those formats).
     #[arg(
         long,
         env = "PEERGATE_SLOTS",
         value_name = "N",
         default_value = "1",
+        value_parser = slots,
         help_heading = "Hand-off"
     )]
-    pub slots: String,
+    pub slots: u32,
 
     /// Log format.
     #[arg(
@@ -382,19 +453,287 @@ pub struct Args {
     )]
     pub log_format: LogFormat,
 
-    /// Log level or filter (error, warn, info, debug, trace) [default: $RUST_LOG, else info].
+    /// peergate's log level (error, warn, info, debug, trace, off), optionally
+    /// with TARGET=LEVEL directives: `debug` shows every failed attempt with
+    /// its cause, `debug,hickory=debug` also the DNS traffic. Other
+    /// libraries log at most `info` unless named; peergate's errors always
+    /// show. [default: info, plus RUST_LOG's TARGET=LEVEL directives (its
+    /// bare level is the workload's)]
     #[arg(
         long,
         env = "PEERGATE_LOG_LEVEL",
         value_name = "LEVEL",
+        value_parser = LogSpec::parse_flag,
         help_heading = "Output"
     )]
-    pub log_level: Option<String>,
+    pub log_level: Option<LogSpec>,
 
     /// Command to exec once the gate opens (same PID), with PEERGATE_WORLD_SIZE,
     /// PEERGATE_RANK, PEERGATE_COORDINATOR, PEERGATE_COORDINATOR_ADDR and PEERGATE_PEER_NAMES set.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+
+    /// Where each given value came from (filled by [`parse_from`]).
+    #[arg(skip)]
+    pub origins: Origins,
+}
+
+/// Where the values that were not defaults came from: the command line or
+/// a `PEERGATE_*` variable. Messages name what the user wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    /// (argument id, `--flag` or `PEERGATE_VAR`)
+    given: Vec<(String, String)>,
+}
+
+impl Origins {
+    fn from_matches(matches: &ArgMatches) -> Self {
+        let command = Args::command();
+        let given = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let id = arg.get_id().as_str();
+                let name = match matches.value_source(id)? {
+                    ValueSource::CommandLine => format!("--{}", arg.get_long()?),
+                    ValueSource::EnvVariable => arg.get_env()?.to_string_lossy().into_owned(),
+                    _ => return None,
+                };
+                Some((id.to_owned(), name))
+            })
+            .collect();
+        Self { given }
+    }
+}
+
+impl Args {
+    /// Whether argument `id` (the field name) was given, on the command line
+    /// or in its variable, rather than defaulted.
+    pub fn given(&self, id: &str) -> bool {
+        self.origins.given.iter().any(|(i, _)| i == id)
+    }
+
+    /// How to name argument `id` (the field name) to the user: the variable
+    /// when the value came from one, else the flag.
+    pub fn name(&self, id: &str) -> String {
+        self.origins
+            .given
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, name)| name.clone())
+            .unwrap_or_else(|| format!("--{}", id.replace('_', "-")))
+    }
+}
+
+/// Parses the command line (`argv[0]` first) and the `PEERGATE_*`
+/// variables.
+pub fn parse_from<I, T>(argv: I) -> Result<Args, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let matches = Args::command().try_get_matches_from(&argv)?;
+    let mut args = Args::from_arg_matches(&matches)?;
+    args.origins = Origins::from_matches(&matches);
+    if args.command.is_empty() && options(&argv).len() < argv.len().saturating_sub(1) {
+        return Err(clap::Error::raw(
+            ErrorKind::InvalidValue,
+            "nothing follows `--`: give the command to run once the gate opens, or drop the `--`",
+        ));
+    }
+    Ok(args)
+}
+
+/// The arguments before a bare `--` (`argv[0]` excluded).
+fn options(argv: &[OsString]) -> &[OsString] {
+    let rest = argv.get(1..).unwrap_or_default();
+    let end = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// One line for a command-line error, without clap's `error: ` prefix:
+/// an invalid value names the flag or, when it came from there, the
+/// variable, and lists the valid values of an enum; an unknown flag gets
+/// clap's suggestion.
+pub fn usage_line(err: &clap::Error, argv: &[OsString]) -> String {
+    let string = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    match (
+        err.kind(),
+        string(ContextKind::InvalidArg),
+        string(ContextKind::InvalidValue),
+    ) {
+        (ErrorKind::ValueValidation, Some(arg), Some(value)) => {
+            let reason = std::error::Error::source(err)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "invalid value".into());
+            return format!("invalid {} `{value}`: {reason}", source_name(arg, argv));
+        }
+        (ErrorKind::InvalidValue, Some(arg), Some(value)) => {
+            if let Some(ContextValue::Strings(valid)) = err.get(ContextKind::ValidValue)
+                && !valid.is_empty()
+            {
+                return format!(
+                    "invalid {} `{value}`: expected one of {}",
+                    source_name(arg, argv),
+                    valid.join(", ")
+                );
+            }
+        }
+        (ErrorKind::UnknownArgument, Some(arg), _) => {
+            let mut line = format!("unknown argument `{arg}`");
+            if let Some(ContextValue::String(suggested)) = err.get(ContextKind::SuggestedArg) {
+                line.push_str(&format!(" (did you mean `{suggested}`?)"));
+            } else if !arg.starts_with('-') {
+                line.push_str(&format!(
+                    " (a command to run goes after `--`: `-- {arg} ...`)"
+                ));
+            }
+            return line;
+        }
+        _ => {}
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+/// `text` on one line: control characters (a newline in a variable's value)
+/// are written as escapes, so a usage error stays one line.
+pub fn one_line(text: &str) -> String {
+    if !text.contains(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `--peers <N>` as clap names it, or its variable when the value came from
+/// there (the flag is not on the command line).
+fn source_name(arg: &str, argv: &[OsString]) -> String {
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    let Some(long) = flag.strip_prefix("--") else {
+        return flag.to_owned();
+    };
+    let on_command_line = options(argv).iter().any(|a| {
+        let a = a.as_encoded_bytes();
+        a == flag.as_bytes() || a.starts_with(format!("{flag}=").as_bytes())
+    });
+    if on_command_line {
+        return flag.to_owned();
+    }
+    Args::command()
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(OsStr::to_string_lossy)
+        .map_or_else(|| flag.to_owned(), |env| env.into_owned())
+}
+
+/// A non-empty path.
+fn path(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(text))
+}
+
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!("not a number from 1 to {MAX_CONCURRENCY}")),
+    }
+}
+
+fn slots(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("not a whole number above 0".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        parse_from(std::iter::once("peergate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn typed_values_and_their_origins() {
+        let args = parse(&["--peers", "3", "--interval=250ms", "--probe", "tcp:81"]).unwrap();
+        assert_eq!(args.peers, Some(3));
+        assert_eq!(args.interval, Duration::from_millis(250));
+        assert_eq!(args.probe.port, Some(81));
+        assert!(args.given("peers") && args.given("interval"));
+        assert_eq!(args.name("peers"), "--peers");
+        assert!(!args.given("hostfile_format"), "a default is not given");
+        assert_eq!(args.name("hostfile_format"), "--hostfile-format");
+        assert_eq!(args.timeout, Deadline(Some(Duration::from_secs(600))));
+        assert_eq!(Mode::Barrier.to_string(), "barrier");
+    }
+
+    #[test]
+    fn a_bare_trailing_double_dash_is_an_error_and_a_command_is_not() {
+        let err = parse(&["--peers", "3", "--"]).unwrap_err();
+        let argv: Vec<OsString> = ["peergate", "--peers", "3", "--"].map(Into::into).to_vec();
+        assert!(usage_line(&err, &argv).starts_with("nothing follows `--`"));
+        let args = parse(&["--peers", "3", "--", "true"]).unwrap();
+        assert_eq!(args.command, ["true"]);
+        // `--` as the value of a flag is not the separator.
+        assert!(parse(&["--peers", "3", "--job=--"]).is_ok());
+    }
+
+    #[test]
+    fn usage_lines_name_the_flag_and_the_valid_values() {
+        let line = |args: &[&str]| {
+            let argv: Vec<OsString> = std::iter::once("peergate")
+                .chain(args.iter().copied())
+                .map(Into::into)
+                .collect();
+            usage_line(&parse(args).unwrap_err(), &argv)
+        };
+        assert_eq!(
+            line(&["--concurrency", "0"]),
+            "invalid --concurrency `0`: not a number from 1 to 4096"
+        );
+        assert_eq!(
+            line(&["--log-format=xml"]),
+            "invalid --log-format `xml`: expected one of text, json"
+        );
+        assert_eq!(
+            line(&["--slots", "x"]),
+            "invalid --slots `x`: not a whole number above 0"
+        );
+        assert_eq!(line(&["--nope"]), "unknown argument `--nope`");
+        assert_eq!(one_line("a\nb\tc\u{1b}d é"), "a\\nb\\tc\\u{1b}d é");
+        // The same flag after `--` belongs to the command, not to peergate.
+        assert_eq!(
+            source_name("--peers <N>", &["pg".into(), "--".into(), "--peers".into()]),
+            "PEERGATE_PEERS"
+        );
+        assert_eq!(
+            source_name("--peers <N>", &["pg".into(), "--peers=x".into()]),
+            "--peers"
+        );
+    }
+}
+
+/// An IP address, not a name (nothing is resolved while parsing).
+fn ip_address(text: &str) -> Result<IpAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "not an IP address (names are not resolved here)".to_owned())
 }
 
 const AWAIT_ABOUT: &str = "\
@@ -404,8 +743,8 @@ released, then exit 0, or exec COMMAND with the hand-off variables
 PEERGATE_COORDINATOR_ADDR, PEERGATE_PEER_NAMES). Silent unless something goes
 wrong.
 
-Exit codes: 0 released, 124 timeout, 2 usage error, 126/127 the command cannot
-be run.";
+Exit codes: 0 released, 1 the sidecar answered something unexpected, 2 usage
+error, 124 timeout, 126/127 the command cannot be run, 143 SIGTERM.";
 
 /// `peergate await [--port P] [--timeout D] [-- COMMAND...]`.
 #[derive(Debug, Clone, Parser)]
@@ -416,26 +755,34 @@ pub struct AwaitArgs {
         long,
         env = "PEERGATE_AWAIT_PORT",
         value_name = "PORT",
-        default_value = "7471"
+        default_value = "7471",
+        value_parser = probe::tcp_port
     )]
-    pub port: String,
+    pub port: u16,
 
     /// Give up after this long and exit 124 (`0` or `never`: wait forever).
     #[arg(
         long,
         env = "PEERGATE_AWAIT_TIMEOUT",
         value_name = "DURATION",
-        default_value = "10m"
+        default_value = "10m",
+        value_parser = duration::deadline
     )]
-    pub timeout: String,
+    pub timeout: Deadline,
 
     /// Log format.
     #[arg(long, env = "PEERGATE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Log level [default: warn: silent unless something goes wrong].
-    #[arg(long, env = "PEERGATE_AWAIT_LOG_LEVEL", value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    /// Log level, as for peergate itself [default: warn: silent unless
+    /// something goes wrong].
+    #[arg(
+        long,
+        env = "PEERGATE_AWAIT_LOG_LEVEL",
+        value_name = "LEVEL",
+        value_parser = LogSpec::parse_flag
+    )]
+    pub log_level: Option<LogSpec>,
 
     /// Command to exec once released (same PID).
     #[arg(last = true, value_name = "COMMAND")]

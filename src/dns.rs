@@ -53,10 +53,22 @@ pub struct Dns {
 
 impl Dns {
     pub fn new(settings: &DnsSettings) -> Result<Self, ConfigError> {
+        Self::with_port(settings, 53)
+    }
+
+    /// A resolver asking the nameservers on `port` (tests run a server on
+    /// an ephemeral one).
+    fn with_port(settings: &DnsSettings, port: u16) -> Result<Self, ConfigError> {
         let servers = settings
             .nameservers
             .iter()
-            .map(|ip| NameServerConfig::udp_and_tcp(*ip))
+            .map(|ip| {
+                let mut server = NameServerConfig::udp_and_tcp(*ip);
+                for connection in &mut server.connections {
+                    connection.port = port;
+                }
+                server
+            })
             .collect();
         let search = settings
             .search
@@ -69,6 +81,9 @@ impl Dns {
         opts.timeout = settings.timeout;
         opts.attempts = 0;
         opts.num_concurrent_reqs = 1;
+        // Ipv4AndIpv6 sends the A and the AAAA query at once (a join inside
+        // one lookup), so one attempt costs one slot of --concurrency
+        // whatever the families; tested below.
         opts.ip_strategy = match settings.family {
             Family::V4 => LookupIpStrategy::Ipv4Only,
             Family::V6 => LookupIpStrategy::Ipv6Only,
@@ -136,11 +151,134 @@ fn rcode_name(code: ResponseCode) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::sync::{Arc, Mutex};
+
     use hickory_resolver::net::NoRecords;
-    use hickory_resolver::proto::op::Query;
-    use hickory_resolver::proto::rr::RecordType;
+    use hickory_resolver::proto::op::{Message, Query};
+    use hickory_resolver::proto::rr::rdata::{A, AAAA};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType};
+    use tokio::net::UdpSocket;
+    use tokio::time::Instant;
 
     use super::*;
+    use crate::gate::Gate;
+    use crate::peers::{Peer, Target};
+    use crate::probe::Prober;
+
+    /// What the test server saw.
+    #[derive(Default)]
+    struct Seen {
+        /// (record type, arrival), in arrival order.
+        queries: Vec<(RecordType, Instant)>,
+        /// Queries received and not answered yet, now and at most.
+        outstanding: usize,
+        max_outstanding: usize,
+    }
+
+    /// A DNS server on 127.0.0.1 that answers every A query with 10.0.0.1
+    /// and every AAAA query with fd00::1, each after `delay`.
+    async fn slow_server(delay: Duration) -> (u16, Arc<Mutex<Seen>>) {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let port = socket.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            loop {
+                let (len, from) = socket.recv_from(&mut buf).await.unwrap();
+                let query = Message::from_vec(&buf[..len]).unwrap();
+                let question = query.queries[0].clone();
+                {
+                    let mut s = state.lock().unwrap();
+                    s.queries.push((question.query_type(), Instant::now()));
+                    s.outstanding += 1;
+                    s.max_outstanding = s.max_outstanding.max(s.outstanding);
+                }
+                let (socket, state) = (Arc::clone(&socket), Arc::clone(&state));
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+                    reply.metadata.recursion_desired = true;
+                    reply.metadata.recursion_available = true;
+                    let rdata = match question.query_type() {
+                        RecordType::AAAA => {
+                            RData::AAAA(AAAA(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)))
+                        }
+                        _ => RData::A(A(Ipv4Addr::new(10, 0, 0, 1))),
+                    };
+                    reply.add_answer(Record::from_rdata(question.name().clone(), 5, rdata));
+                    reply.add_query(question);
+                    state.lock().unwrap().outstanding -= 1;
+                    socket
+                        .send_to(&reply.to_vec().unwrap(), from)
+                        .await
+                        .unwrap();
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn settings(family: Family) -> DnsSettings {
+        DnsSettings {
+            nameservers: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            search: Vec::new(),
+            ndots: 1,
+            timeout: Duration::from_secs(5),
+            family,
+        }
+    }
+
+    const DELAY: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn both_families_are_asked_at_once() {
+        let (port, seen) = slow_server(DELAY).await;
+        let dns = Dns::with_port(&settings(Family::Dual), port).unwrap();
+        let start = Instant::now();
+        let addrs = dns.resolve("job-0.svc.test.").await.unwrap();
+        let took = start.elapsed();
+        assert_eq!(addrs.len(), 2, "{addrs:?}");
+        let seen = seen.lock().unwrap();
+        let types: Vec<RecordType> = seen.queries.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types.len(), 2, "{types:?}");
+        assert!(types.contains(&RecordType::A) && types.contains(&RecordType::AAAA));
+        // The second query left before the first was answered...
+        assert_eq!(seen.max_outstanding, 2);
+        // ...so the lookup took one server delay, not two.
+        assert!(took < 2 * DELAY, "{took:?}");
+    }
+
+    /// With both families a gate attempt sends two queries at once, and
+    /// --concurrency still counts attempts (peers), not queries.
+    #[tokio::test]
+    async fn both_families_do_not_halve_the_gates_concurrency() {
+        for (family, per_attempt) in [(Family::V4, 1), (Family::Dual, 2)] {
+            let (port, seen) = slow_server(DELAY).await;
+            let dns = Arc::new(Dns::with_port(&settings(family), port).unwrap());
+            let peers: Vec<Peer> = (0..8)
+                .map(|i| Peer {
+                    index: Some(i),
+                    target: Target::Name(format!("job-{i}.svc.test.")),
+                })
+                .collect();
+            let mut gate = Gate::new(
+                peers,
+                None,
+                Some(dns),
+                Arc::new(Prober::Dns),
+                Duration::from_secs(1),
+                4,
+            );
+            tokio::time::timeout(Duration::from_secs(10), gate.run())
+                .await
+                .expect("every peer resolves");
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.queries.len(), 8 * per_attempt, "{family:?}");
+            assert_eq!(seen.max_outstanding, 4 * per_attempt, "{family:?}");
+        }
+    }
 
     fn no_records(code: ResponseCode) -> NetError {
         let query = Query::query(

@@ -1,6 +1,6 @@
 //! Configuration errors: everything that makes peergate exit 2 before it
 //! starts waiting. Each variant renders as one line that names the cause and,
-//! where there is one, the flag or variable that fixes it.
+//! where there is one, the flag, variable or file that fixes it.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,11 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// A value is wrong. `what` names where it came from as the user wrote
+    /// it (`--template`, `PEERGATE_HOSTS`, `JOB_COMPLETION_INDEX`), usually
+    /// followed by the value.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: String, reason: String },
     #[error("invalid completion index: {0}")]
     Index(String),
     #[error(
@@ -24,22 +29,21 @@ pub enum ConfigError {
     },
     #[error("malformed {path}: {reason}")]
     Malformed { path: PathBuf, reason: String },
-    #[error("invalid --peers: {0}")]
-    Peers(String),
-    #[error("invalid --indices: {0}")]
-    Indices(String),
-    #[error("invalid --template: {0}")]
-    Template(String),
-    #[error("invalid --hosts: {0}")]
-    Hosts(String),
-    #[error("invalid {flag}: {reason}")]
-    Duration { flag: &'static str, reason: String },
-    #[error("invalid --probe: {0}")]
-    Probe(String),
+    /// Flags that do not go together, or one that needs another.
     #[error("{0}")]
     Conflict(String),
     #[error("cannot tell {what}: {hint}")]
     Unknown { what: &'static str, hint: String },
     #[error("{0}")]
     Other(String),
+}
+
+impl ConfigError {
+    /// `invalid <what> `<value>`: <reason>`.
+    pub fn value(what: impl Into<String>, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            what: format!("{} `{value}`", what.into()),
+            reason: reason.into(),
+        }
+    }
 }

@@ -184,6 +184,7 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
     }
 
     /// Whether the `publishNotReadyAddresses` warning was given.
+    #[cfg(test)]
     pub fn diagnosed(&self) -> bool {
         self.diagnosed
     }
@@ -239,7 +240,15 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
             }
             return false;
         }
-        debug!(peer = %tracker.peer, cause = %tracker.last_cause, attempt = tracker.attempts, "attempt failed");
+        debug!(
+            peer = %tracker.peer,
+            cause = %tracker.last_cause,
+            attempt = tracker.attempts,
+            "attempt {} for {} failed: {}",
+            tracker.attempts,
+            tracker.peer,
+            tracker.last_cause
+        );
         let is_self = self.self_tracker == Some(i);
         if is_self && !self.diagnosed {
             let tracker = &self.trackers[i];

@@ -4,36 +4,37 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use peergate::cli::{Args, AwaitArgs};
+use peergate::cli;
 use peergate::config::{Config, SystemEnvironment};
+use peergate::logging;
 use peergate::run::{self, Exit};
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "await") {
-        return await_main();
+    let argv: Vec<_> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "await") {
+        return await_main(&argv[1..]);
     }
-    let args = match Args::try_parse() {
+    let args = match cli::parse_from(&argv) {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap's message is several lines with usage; keep its first
-            // line, which names the offending argument.
-            return usage_error(&e);
+            // clap's message is several lines with usage; one line names
+            // the argument (or its variable) and what is wrong with it.
+            let line = cli::one_line(&cli::usage_line(&e, &argv));
+            eprintln!("peergate: {line} (see --help)");
+            return ExitCode::from(Exit::Usage.code());
         }
     };
 
-    if let Err(e) = run::init_logging(args.log_format, args.log_level.as_deref()) {
-        eprintln!("peergate: {e}");
-        return ExitCode::from(Exit::Usage.code());
-    }
+    logging::init(args.log_format, args.log_level.as_ref());
 
     let config = match Config::build(args, &SystemEnvironment) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", cli::one_line(&e.to_string()));
             return ExitCode::from(Exit::Usage.code());
         }
     };
@@ -52,45 +53,26 @@ fn main() -> ExitCode {
     ExitCode::from(exit.code())
 }
 
-/// clap's message is several lines with usage; keep its first line, which
-/// names the offending argument.
-fn usage_error(e: &clap::Error) -> ExitCode {
-    let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("peergate: {first} (see --help)");
-    ExitCode::from(Exit::Usage.code())
-}
-
-/// `peergate await ...`
-fn await_main() -> ExitCode {
-    let args = match AwaitArgs::try_parse_from(std::env::args_os().skip(1)) {
+/// `peergate await ...`: wait for the local sidecar's release.
+fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
+    let args = match cli::AwaitArgs::try_parse_from(argv) {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => return usage_error(&e),
-    };
-    let level = args.log_level.clone().or_else(|| Some("warn".into()));
-    if let Err(e) = run::init_logging(args.log_format, level.as_deref()) {
-        eprintln!("peergate: {e}");
-        return ExitCode::from(Exit::Usage.code());
-    }
-    let port = match peergate::config::parse_port("--port", &args.port) {
-        Ok(p) => p,
         Err(e) => {
-            tracing::error!("{e}");
+            let line = cli::one_line(&cli::usage_line(&e, argv));
+            eprintln!("peergate await: {line} (see peergate await --help)");
             return ExitCode::from(Exit::Usage.code());
         }
     };
-    let deadline = match peergate::duration::parse_deadline(&args.timeout) {
-        Ok(d) => d,
-        Err(reason) => {
-            tracing::error!("invalid --timeout: {reason}");
-            return ExitCode::from(Exit::Usage.code());
-        }
-    };
+    // Silent unless something goes wrong.
+    let quiet = logging::LogSpec::parse_flag("warn").expect("a valid level");
+    logging::init(
+        args.log_format,
+        Some(args.log_level.as_ref().unwrap_or(&quiet)),
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,6 +83,10 @@ fn await_main() -> ExitCode {
             return ExitCode::from(Exit::Failure.code());
         }
     };
-    let exit = runtime.block_on(run::wait_for_sidecar(port, deadline, &args.command));
+    let exit = runtime.block_on(run::wait_for_sidecar(
+        args.port,
+        args.timeout.0,
+        &args.command,
+    ));
     ExitCode::from(exit.code())
 }

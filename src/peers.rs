@@ -46,43 +46,42 @@ impl fmt::Display for Peer {
 }
 
 /// Parses `--peers N`: the number of pods in the Job, 1..=MAX_PEERS.
-pub fn parse_peer_count(text: &str) -> Result<u32, ConfigError> {
+pub fn peer_count(text: &str) -> Result<u32, String> {
     let n: u64 = text
         .trim()
         .parse()
-        .map_err(|_| ConfigError::Peers(format!("`{text}` is not a whole number")))?;
+        .map_err(|_| "not a whole number".to_owned())?;
     if n == 0 {
-        return Err(ConfigError::Peers(
-            "0 peers: a Job has at least one pod (--peers counts this pod too)".into(),
-        ));
+        return Err("0 peers: a Job has at least one pod (--peers counts this pod too)".into());
     }
     if n > u64::from(MAX_PEERS) {
-        return Err(ConfigError::Peers(format!(
-            "{n} is more than the maximum of {MAX_PEERS} (the Kubernetes limit for Indexed Jobs)"
-        )));
+        return Err(format!(
+            "more than the maximum of {MAX_PEERS} (the Kubernetes limit for Indexed Jobs)"
+        ));
     }
     Ok(n as u32)
 }
 
-/// Parses an index list such as `0`, `0-3,7` or `1, 4-5`. Returns the sorted,
-/// de-duplicated indices.
-pub fn parse_indices(text: &str) -> Result<Vec<u32>, ConfigError> {
-    let err = |m: String| ConfigError::Indices(m);
+/// A parsed `--indices` list: sorted, without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexList(pub Vec<u32>);
+
+/// Parses an index list such as `0`, `0-3,7` or `1, 4-5`.
+pub fn index_list(text: &str) -> Result<IndexList, String> {
     let mut set = BTreeSet::new();
     if text.trim().is_empty() {
-        return Err(err("empty list; expected e.g. `0` or `0-3,7`".into()));
+        return Err("empty list; expected e.g. `0` or `0-3,7`".into());
     }
     for part in text.split(',') {
         let part = part.trim();
         if part.is_empty() {
-            return Err(err(format!("empty entry in `{text}`")));
+            return Err("empty entry".into());
         }
-        let num = |s: &str| {
-            s.trim().parse::<u32>().map_err(|_| {
-                err(format!(
-                    "`{s}` in `{text}` is not a non-negative whole number"
-                ))
-            })
+        let num = |s: &str| match s.trim() {
+            "" => Err(format!("`{part}` is not an index or a range such as `0-3`")),
+            n => n
+                .parse::<u32>()
+                .map_err(|_| format!("`{n}` is not a non-negative whole number")),
         };
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => (num(a)?, num(b)?),
@@ -92,16 +91,16 @@ pub fn parse_indices(text: &str) -> Result<Vec<u32>, ConfigError> {
             }
         };
         if lo > hi {
-            return Err(err(format!("range `{part}` runs backwards")));
+            return Err(format!("range `{part}` runs backwards"));
         }
         if hi >= MAX_PEERS {
-            return Err(err(format!(
+            return Err(format!(
                 "index {hi} is not below the maximum of {MAX_PEERS}"
-            )));
+            ));
         }
         set.extend(lo..=hi);
     }
-    Ok(set.into_iter().collect())
+    Ok(IndexList(set.into_iter().collect()))
 }
 
 /// A name template: literal text and placeholders.
@@ -154,8 +153,8 @@ pub struct TemplateVars {
 
 impl Template {
     /// Parses `{name}` placeholders; `{{` and `}}` stand for literal braces.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let err = |m: String| ConfigError::Template(m);
+    /// The error is the reason, without the template.
+    pub fn parse(text: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = text.char_indices().peekable();
@@ -169,7 +168,7 @@ impl Template {
                     chars.next();
                     literal.push('}');
                 }
-                '}' => return Err(err(format!("unmatched `}}` at offset {pos} in `{text}`"))),
+                '}' => return Err(format!("unmatched `}}` at offset {pos}")),
                 '{' => {
                     let mut name = String::new();
                     let mut closed = false;
@@ -181,9 +180,9 @@ impl Template {
                         name.push(c);
                     }
                     if !closed {
-                        return Err(err(format!(
-                            "unterminated placeholder `{{{name}` at offset {pos} in `{text}`"
-                        )));
+                        return Err(format!(
+                            "unterminated placeholder `{{{name}` at offset {pos}"
+                        ));
                     }
                     let hole = Placeholder::ALL
                         .iter()
@@ -194,10 +193,10 @@ impl Template {
                                 .iter()
                                 .map(|(n, _)| format!("{{{n}}}"))
                                 .collect();
-                            err(format!(
+                            format!(
                                 "unknown placeholder `{{{name}}}`; known: {}",
                                 known.join(" ")
-                            ))
+                            )
                         })?;
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal)));
@@ -211,7 +210,7 @@ impl Template {
             parts.push(Part::Text(literal));
         }
         if parts.is_empty() {
-            return Err(err("empty template".into()));
+            return Err("empty template".into());
         }
         Ok(Self { parts })
     }
@@ -224,8 +223,36 @@ impl Template {
         })
     }
 
+    /// The template of the name's first label (the host name): the parts
+    /// before the first literal dot.
+    pub fn host_label(&self) -> Template {
+        let mut parts = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => match t.split_once('.') {
+                    Some((head, _)) => {
+                        if !head.is_empty() {
+                            parts.push(Part::Text(head.to_owned()));
+                        }
+                        break;
+                    }
+                    None => parts.push(part.clone()),
+                },
+                Part::Hole(_) => parts.push(part.clone()),
+            }
+        }
+        Template { parts }
+    }
+
+    /// Whether the template names `{index}` (without it every index gets
+    /// the same name).
+    pub fn has_index(&self) -> bool {
+        self.placeholders().any(|p| p == Placeholder::Index)
+    }
+
     /// Renders the name for one index and checks it is a valid DNS name.
-    pub fn render(&self, index: u32, vars: &TemplateVars) -> Result<String, ConfigError> {
+    /// The error is the reason, without the template.
+    pub fn render(&self, index: u32, vars: &TemplateVars) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -240,21 +267,20 @@ impl Template {
                         Placeholder::Index => unreachable!("handled above"),
                     };
                     let value = value.as_deref().ok_or_else(|| {
-                        ConfigError::Template(format!(
+                        format!(
                             "`{{{}}}` is used but its value is unknown (see --{})",
                             h.name(),
                             match h {
                                 Placeholder::Zone => "cluster-domain",
                                 other => other.name(),
                             }
-                        ))
+                        )
                     })?;
                     out.push_str(value);
                 }
             }
         }
-        validate_dns_name(&out)
-            .map_err(|reason| ConfigError::Template(format!("yields `{out}`: {reason}")))?;
+        validate_dns_name(&out).map_err(|reason| format!("yields `{out}`: {reason}"))?;
         Ok(out)
     }
 }
@@ -277,18 +303,28 @@ pub fn validate_dns_name(name: &str) -> Result<(), String> {
         if label.is_empty() {
             return Err("empty label (two dots in a row or a leading dot)".into());
         }
-        if label.len() > 63 {
-            return Err(format!("label `{label}` is longer than 63 bytes"));
-        }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
-            return Err(format!("label `{label}` contains `{c}`"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("label `{label}` starts or ends with a hyphen"));
-        }
+        validate_label(label)?;
+    }
+    Ok(())
+}
+
+/// Checks one DNS label (a Job, Service or namespace name, a host name's
+/// first part): see [`validate_dns_name`].
+pub fn validate_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("empty name".into());
+    }
+    if label.len() > 63 {
+        return Err(format!("label `{label}` is longer than 63 bytes"));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!("label `{label}` contains `{c}`"));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(format!("label `{label}` starts or ends with a hyphen"));
     }
     Ok(())
 }
@@ -311,15 +347,15 @@ pub fn default_template(vars: &TemplateVars) -> Result<Template, ConfigError> {
     } else {
         "{job}-{index}.{subdomain}"
     };
-    Template::parse(text)
+    Template::parse(text).map_err(ConfigError::Other)
 }
 
-/// Builds the indexed peers.
+/// Builds the indexed peers. The error is the reason, without the template.
 pub fn indexed_peers(
     indices: &[u32],
     template: &Template,
     vars: &TemplateVars,
-) -> Result<Vec<Peer>, ConfigError> {
+) -> Result<Vec<Peer>, String> {
     indices
         .iter()
         .map(|&i| {
@@ -332,14 +368,14 @@ pub fn indexed_peers(
 }
 
 /// Parses `--hosts a,b,c`: names or IP literals (IPv6 optionally in
-/// brackets). Order is kept; duplicates are rejected.
-pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, ConfigError> {
-    let err = |m: String| ConfigError::Hosts(m);
+/// brackets). Order is kept; duplicates are rejected. The error is the
+/// reason, without the list.
+pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, String> {
     let mut peers: Vec<Peer> = Vec::new();
     for (n, raw) in text.split(',').enumerate() {
         let entry = raw.trim();
         if entry.is_empty() {
-            return Err(err(format!("entry {} of `{text}` is empty", n + 1)));
+            return Err(format!("entry {} is empty", n + 1));
         }
         let unbracketed = entry
             .strip_prefix('[')
@@ -348,7 +384,7 @@ pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, ConfigError> {
         let target = if let Ok(addr) = unbracketed.parse::<IpAddr>() {
             Target::Addr(addr)
         } else {
-            validate_dns_name(entry).map_err(|reason| err(format!("`{entry}`: {reason}")))?;
+            validate_dns_name(entry).map_err(|reason| format!("`{entry}`: {reason}"))?;
             Target::Name(entry.to_owned())
         };
         let peer = Peer {
@@ -359,7 +395,7 @@ pub fn parse_hosts_list(text: &str) -> Result<Vec<Peer>, ConfigError> {
             .iter()
             .any(|p| p.display_name().eq_ignore_ascii_case(&peer.display_name()))
         {
-            return Err(err(format!("`{entry}` is listed twice")));
+            return Err(format!("`{entry}` is listed twice"));
         }
         peers.push(peer);
     }
@@ -381,36 +417,29 @@ mod tests {
 
     #[test]
     fn peer_count_bounds() {
-        assert_eq!(parse_peer_count("3").unwrap(), 3);
+        assert_eq!(peer_count("3"), Ok(3));
+        assert_eq!(peer_count("1"), Ok(1));
+        assert!(peer_count("0").unwrap_err().starts_with("0 peers"));
+        assert_eq!(peer_count("-1").unwrap_err(), "not a whole number");
+        assert!(peer_count("x").is_err());
+        assert!(peer_count("").is_err());
+        assert_eq!(peer_count("100000"), Ok(MAX_PEERS));
         assert!(
-            parse_peer_count("0")
+            peer_count("100001")
                 .unwrap_err()
-                .to_string()
-                .contains("0 peers")
+                .contains("maximum of 100000")
         );
-        assert!(
-            parse_peer_count("-1")
-                .unwrap_err()
-                .to_string()
-                .contains("whole number")
-        );
-        assert!(parse_peer_count("x").is_err());
-        assert_eq!(parse_peer_count("100000").unwrap(), MAX_PEERS);
-        assert!(
-            parse_peer_count("100001")
-                .unwrap_err()
-                .to_string()
-                .contains("maximum")
-        );
+        assert!(peer_count("99999999999999999999999").is_err());
     }
 
     #[test]
     fn index_lists() {
-        assert_eq!(parse_indices("0").unwrap(), vec![0]);
-        assert_eq!(parse_indices("0-3,7").unwrap(), vec![0, 1, 2, 3, 7]);
-        assert_eq!(parse_indices(" 5, 1-2 ,2").unwrap(), vec![1, 2, 5]);
+        assert_eq!(index_list("0").unwrap().0, vec![0]);
+        assert_eq!(index_list("0-3,7").unwrap().0, vec![0, 1, 2, 3, 7]);
+        assert_eq!(index_list(" 5, 1-2 ,2").unwrap().0, vec![1, 2, 5]);
+        assert_eq!(index_list("99999").unwrap().0, vec![99999]);
         for bad in ["", "1,,2", "a", "3-1", "1-", "-1", "1-2-3", "0,100000"] {
-            assert!(parse_indices(bad).is_err(), "{bad:?} should be rejected");
+            assert!(index_list(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
@@ -458,6 +487,32 @@ mod tests {
     }
 
     #[test]
+    fn host_labels() {
+        let label = |t: &str| {
+            Template::parse(t)
+                .unwrap()
+                .host_label()
+                .render(3, &vars())
+                .unwrap()
+        };
+        assert_eq!(
+            label("{job}-{index}.{subdomain}.{namespace}.svc.{zone}."),
+            "example-job-3"
+        );
+        assert_eq!(label("train-workers-0-{index}.train"), "train-workers-0-3");
+        assert_eq!(label("w{index}"), "w3");
+        assert_eq!(label("{subdomain}-{index}.x"), "headless-svc-3");
+        let placeholders = |t: &str| {
+            Template::parse(t)
+                .unwrap()
+                .host_label()
+                .placeholders()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(placeholders("n-{index}.{zone}"), [Placeholder::Index]);
+    }
+
+    #[test]
     fn template_errors() {
         let e = Template::parse("{job}-{idx}").unwrap_err().to_string();
         assert!(e.contains("unknown placeholder `{idx}`"), "{e}");
@@ -495,6 +550,14 @@ mod tests {
         assert!(validate_dns_name("-a.b").is_err());
         assert!(validate_dns_name("a b").is_err());
         assert!(validate_dns_name(".").is_err());
+        assert!(validate_label("example-job").is_ok());
+        assert!(validate_label("a.b").unwrap_err().contains("contains `.`"));
+        assert!(
+            validate_label("Bad Job")
+                .unwrap_err()
+                .contains("contains ` `")
+        );
+        assert!(validate_label("").is_err());
     }
 
     #[test]

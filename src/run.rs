@@ -8,11 +8,7 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info, warn};
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::LogFormat;
 use crate::config::Config;
 use crate::dns::{Dns, Resolve};
 use crate::duration::human;
@@ -22,6 +18,7 @@ use crate::outcome::GateOutcome;
 use crate::peers::Target;
 use crate::probe::{Probe, Prober};
 use crate::rendezvous::{self, Rendezvous};
+use crate::report::{self, End};
 
 /// Process exit codes (documented in the README; users script against them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,49 +51,6 @@ impl Exit {
             Exit::Terminated => 143,
         }
     }
-}
-
-/// Logs go to stderr: text (ANSI colours only on a terminal) or one JSON
-/// object per line. The level comes from `--log-level`, else `RUST_LOG`,
-/// else `info`.
-pub fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
-    let spec = level
-        .map(str::to_owned)
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "info".into());
-    // `Targets` takes RUST_LOG's common forms (`debug`, `info,hickory=warn`)
-    // without pulling a regex engine into a binary that must stay small.
-    let filter: Targets = spec
-        .trim()
-        .parse()
-        .map_err(|e| format!("invalid --log-level / RUST_LOG `{spec}`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => {
-            use std::io::IsTerminal;
-            let subscriber = builder.with_ansi(std::io::stderr().is_terminal()).finish();
-            subscriber.with(filter).init();
-        }
-        LogFormat::Json => {
-            let subscriber = builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .finish();
-            subscriber.with(filter).init();
-        }
-    }
-    Ok(())
-}
-
-/// How the wait ended.
-enum Ending {
-    Passed,
-    TimedOut,
-    Signal(Exit),
 }
 
 /// What the ping gate and the barrier have in common, as seen from here.
@@ -135,16 +89,7 @@ impl<R: Resolve, P: Probe> Waiter for Gate<R, P> {
     }
     fn report_missing(&self) {
         for t in self.peers().filter(|t| !t.is_reached()) {
-            let addrs: Vec<String> = t.addrs.iter().map(ToString::to_string).collect();
-            error!(
-                peer = %t.peer,
-                cause = %t.last_cause,
-                attempts = t.attempts,
-                addrs = %addrs.join(","),
-                "peer unreachable: {}: {}",
-                t.peer,
-                t.last_cause
-            );
+            report::unreachable(&t.peer, &t.last_cause, t.attempts, &t.addrs);
         }
     }
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
@@ -166,7 +111,9 @@ impl<R: Resolve> Waiter for Rendezvous<R> {
         Rendezvous::elapsed(self)
     }
     fn report_missing(&self) {
-        self.report_missing_lines();
+        for (peer, cause, attempts) in self.missing() {
+            report::not_met(&peer, &cause, attempts);
+        }
     }
     fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
         Rendezvous::outcome(self, self_index)
@@ -225,15 +172,7 @@ pub async fn run(config: Config) -> Exit {
         None => None,
     };
 
-    info!(
-        mode = ?config.mode,
-        peers = config.peers.len(),
-        self_index = config.self_index,
-        interval = %human(config.interval),
-        timeout = %config.deadline.map(human).unwrap_or_else(|| "never".into()),
-        "waiting for {} peers",
-        config.peers.len()
-    );
+    report::start(&config);
 
     match (&config.barrier, config.self_index) {
         (Some(settings), Some(self_index)) => {
@@ -334,50 +273,28 @@ async fn drive<W: Waiter>(
             None => std::future::pending().await,
         }
     };
-    let ending = tokio::select! {
-        _ = waiter.wait() => Ending::Passed,
+    let (end, exit) = tokio::select! {
+        _ = waiter.wait() => (End::Passed, Exit::Passed),
         _ = deadline => {
             if waiter.released() {
                 waiter.report_unconfirmed();
-                Ending::Passed
+                (End::Passed, Exit::Passed)
             } else {
-                Ending::TimedOut
+                (End::TimedOut, Exit::Timeout)
             }
         }
-        _ = sigterm.recv() => Ending::Signal(Exit::Terminated),
-        _ = sigint.recv() => Ending::Signal(Exit::Interrupted),
+        _ = sigterm.recv() => (End::Interrupted("SIGTERM"), Exit::Terminated),
+        _ = sigint.recv() => (End::Interrupted("SIGINT"), Exit::Interrupted),
     };
     let (done, total) = waiter.counts();
     let elapsed = human(waiter.elapsed());
-    let word = waiter.done_word();
-    match ending {
-        Ending::Passed => {
-            info!(peers = total, elapsed = %elapsed, "all {total} peers {word} after {elapsed}");
-            let outcome = waiter.outcome(config.self_index);
-            hand_off(config, &outcome)
-        }
-        Ending::TimedOut => {
-            waiter.report_missing();
-            error!(
-                reachable = done,
-                peers = total,
-                "timed out after {elapsed}: {done}/{total} peers {word}"
-            );
-            Exit::Timeout
-        }
-        Ending::Signal(exit) => {
-            let name = if exit == Exit::Terminated {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
-            error!(
-                reachable = done,
-                peers = total,
-                "interrupted by {name}: {done}/{total} peers {word}"
-            );
-            exit
-        }
+    if end == End::TimedOut {
+        waiter.report_missing();
+    }
+    report::end(end, done, total, waiter.done_word(), &elapsed);
+    match end {
+        End::Passed => hand_off(config, &waiter.outcome(config.self_index)),
+        End::TimedOut | End::Interrupted(_) => exit,
     }
 }
 

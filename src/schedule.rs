@@ -88,6 +88,7 @@ where
         self.queued.contains_key(&key)
     }
 
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.inflight.len()
     }
@@ -167,12 +168,6 @@ where
             _ = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => Wake::Due,
             _ = self.progress.tick() => Wake::Tick,
         }
-    }
-
-    /// Aborts every attempt in flight.
-    pub fn abort_all(&mut self) {
-        self.inflight.abort_all();
-        self.running.clear();
     }
 }
 

@@ -85,6 +85,9 @@ fn assert_usage_error(out: &Output, needle: &str, case: &str) {
     assert!(!err.contains("panicked"), "{case}: panic:\n{err}");
 }
 
+/// Environment variables for one run.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 /// (case, environment, arguments, expected text)
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
 
@@ -92,53 +95,265 @@ type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
 fn bad_inputs_exit_2_with_one_precise_line() {
     let pod = Pod::new("bad");
     let bad_hosts = pod.write("bad-hosts", "this is not a hosts file\n");
-    let bad_resolv = pod.write("bad-resolv", "nameserver dns.example\n");
     let bad_hosts = bad_hosts.to_str().unwrap();
-    let bad_resolv = bad_resolv.to_str().unwrap();
     let idx1 = ("JOB_COMPLETION_INDEX", "1");
     #[rustfmt::skip]
     let cases: Vec<Case> = vec![
         ("missing index", vec![], vec!["--peers", "3"], "JOB_COMPLETION_INDEX is not set"),
-        ("non-numeric index", vec![("JOB_COMPLETION_INDEX", "one")], vec!["--peers", "3"], "is not a number"),
+        ("non-numeric index", vec![("JOB_COMPLETION_INDEX", "one")], vec!["--peers", "3"], "invalid JOB_COMPLETION_INDEX `one`: not a number"),
         ("negative index", vec![("JOB_COMPLETION_INDEX", "-1")], vec!["--peers", "3"], "negative"),
         ("index beyond peers", vec![("JOB_COMPLETION_INDEX", "3")], vec!["--peers", "3", "--hostname", "example-job-3"], "index 3 is not below --peers 3"),
         ("hostname without index", vec![("JOB_COMPLETION_INDEX", "2")], vec!["--peers", "3"], "does not end in `-2`"),
         ("zero peers", vec![idx1], vec!["--peers", "0"], "0 peers"),
         ("too many peers", vec![idx1], vec!["--peers", "100001"], "maximum of 100000"),
-        ("non-numeric peers", vec![idx1], vec!["--peers", "three"], "invalid --peers"),
-        ("malformed indices", vec![idx1], vec!["--indices", "1-"], "invalid --indices"),
+        ("non-numeric peers", vec![idx1], vec!["--peers", "three"], "invalid --peers `three`: not a whole number"),
+        ("env: non-numeric peers", vec![idx1, ("PEERGATE_PEERS", "abc")], vec![], "invalid PEERGATE_PEERS `abc`: not a whole number"),
+        ("flag wins over env", vec![idx1, ("PEERGATE_PEERS", "3")], vec!["--peers", "x"], "invalid --peers `x`"),
+        ("peers without a value", vec![idx1], vec!["--peers"], "a value is required for '--peers <N>'"),
+        ("malformed indices", vec![idx1], vec!["--indices", "1-"], "invalid --indices `1-`"),
         ("backwards indices", vec![idx1], vec!["--indices", "3-1"], "runs backwards"),
         ("indices beyond peers", vec![idx1], vec!["--peers", "3", "--indices", "0,5"], "index 5 is not below --peers 3"),
         ("unknown placeholder", vec![idx1], vec!["--peers", "3", "--template", "{job}-{idx}"], "unknown placeholder `{idx}`"),
         ("unterminated placeholder", vec![idx1], vec!["--peers", "3", "--template", "{job}-{index"], "unterminated placeholder"),
         ("template gives a bad name", vec![idx1], vec!["--peers", "3", "--template", "{job}..{index}"], "empty label"),
         ("template gives a bad char", vec![idx1], vec!["--peers", "3", "--template", "{job} {index}"], "contains ` `"),
-        ("empty hosts entry", vec![], vec!["--hosts", "10.0.0.1,,10.0.0.2"], "entry 2"),
-        ("bad interval", vec![], vec!["--hosts", "127.0.0.1", "--interval", "1x"], "invalid --interval"),
-        ("zero interval", vec![], vec!["--hosts", "127.0.0.1", "--interval", "0s"], "greater than zero"),
-        ("bad timeout", vec![], vec!["--hosts", "127.0.0.1", "--timeout", "soon"], "invalid --timeout"),
-        ("negative timeout", vec![], vec!["--hosts", "127.0.0.1", "--timeout=-3s"], "invalid --timeout"),
+        ("env: template error", vec![idx1, ("PEERGATE_TEMPLATE", "{job}-{idx}")], vec!["--peers", "3"], "invalid PEERGATE_TEMPLATE `{job}-{idx}`: unknown placeholder"),
+        ("template without index", vec![idx1], vec!["--peers", "3", "--template", "leader.svc"], "invalid --template `leader.svc`: no {index}, so all 3 peers would get the same name"),
+        ("job that is not a label", vec![idx1], vec!["--peers", "3", "--job", "Bad Job"], "invalid --job `Bad Job`: label `Bad Job` contains ` `"),
+        ("env: job that is not a label", vec![idx1, ("PEERGATE_JOB", "a.b")], vec!["--peers", "3"], "invalid PEERGATE_JOB `a.b`"),
+        ("empty hosts entry", vec![], vec!["--hosts", "10.0.0.1,,10.0.0.2"], "invalid --hosts `10.0.0.1,,10.0.0.2`: entry 2 is empty"),
+        ("env: empty hosts entry", vec![("PEERGATE_HOSTS", "a,,b")], vec![], "invalid PEERGATE_HOSTS `a,,b`: entry 2 is empty"),
+        ("hostfile format without a hostfile", vec![], vec!["--hosts", "127.0.0.1", "--hostfile-format", "json"], "--hostfile-format is set but no hostfile is written"),
+        ("env: hostfile format without a hostfile", vec![("PEERGATE_HOSTFILE_FORMAT", "json")], vec!["--hosts", "127.0.0.1"], "PEERGATE_HOSTFILE_FORMAT is set but no hostfile is written"),
+        ("slots for a format without slots", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/tmp/x", "--slots", "2"], "--slots applies to openmpi and mpich hostfiles only, not to --hostfile-format hosts"),
+        ("explicit hosts file missing", vec![], vec!["--hosts", "127.0.0.1", "--hosts-file", "/nonexistent/hosts"], "cannot read /nonexistent/hosts"),
+        ("env: explicit resolv.conf missing", vec![("PEERGATE_RESOLV_CONF", "/nonexistent/resolv.conf")], vec!["--hosts", "127.0.0.1"], "cannot read /nonexistent/resolv.conf"),
+        ("bad interval", vec![], vec!["--hosts", "127.0.0.1", "--interval", "1x"], "invalid --interval `1x`: unknown unit `x`"),
+        ("zero interval", vec![], vec!["--hosts", "127.0.0.1", "--interval", "0s"], "shorter than the minimum of 10ms"),
+        ("interval below the floor", vec![], vec!["--hosts", "127.0.0.1", "--interval", "0.00001"], "shorter than the minimum of 10ms"),
+        ("interval above the ceiling", vec![], vec!["--hosts", "127.0.0.1", "--interval", "10000000000000000000"], "longer than the maximum of 1h00m00s"),
+        ("interval in exponent notation", vec![], vec!["--hosts", "127.0.0.1", "--interval", "1e19"], "invalid --interval `1e19`"),
+        ("bad timeout", vec![], vec!["--hosts", "127.0.0.1", "--timeout", "soon"], "invalid --timeout `soon`"),
+        ("negative timeout", vec![], vec!["--hosts", "127.0.0.1", "--timeout=-3s"], "invalid --timeout `-3s`: negative"),
+        ("timeout above the ceiling", vec![], vec!["--hosts", "127.0.0.1", "--timeout", "99999999999999h"], "longer than the maximum of 720h00m00s"),
+        ("env: timeout below the floor", vec![("PEERGATE_TIMEOUT", "1ms")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_TIMEOUT `1ms`: shorter than the minimum of 10ms"),
+        ("probe timeout below the floor", vec![], vec!["--hosts", "127.0.0.1", "--probe-timeout", "0"], "invalid --probe-timeout `0`: shorter than the minimum of 10ms"),
+        ("probe timeout above the ceiling", vec![], vec!["--hosts", "127.0.0.1", "--probe-timeout", "2m"], "longer than the maximum of 1m00s"),
+        ("dns timeout below the floor", vec![], vec!["--hosts", "127.0.0.1", "--dns-timeout", "5ms"], "invalid --dns-timeout `5ms`"),
+        ("dns timeout above the ceiling", vec![], vec!["--hosts", "127.0.0.1", "--dns-timeout", "1h"], "longer than the maximum of 1m00s"),
+        ("zero concurrency", vec![], vec!["--hosts", "127.0.0.1", "--concurrency", "0"], "not a number from 1 to 4096"),
+        ("env: too much concurrency", vec![("PEERGATE_CONCURRENCY", "5000")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_CONCURRENCY `5000`"),
+        ("zero port", vec![], vec!["--hosts", "127.0.0.1", "--port", "0"], "invalid --port `0`"),
+        ("zero slots", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/tmp/x", "--hostfile-format", "openmpi", "--slots", "0"], "invalid --slots `0`"),
+        ("negative index flag", vec![], vec!["--hosts", "127.0.0.1", "--index=-1"], "invalid --index `-1`: negative"),
+        ("unknown mode", vec![], vec!["--hosts", "127.0.0.1", "--mode", "pong"], "invalid --mode `pong`: expected one of ping, barrier"),
+        ("env: unknown ip family", vec![("PEERGATE_IP_FAMILY", "v4")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_IP_FAMILY `v4`: expected one of auto, ipv4, ipv6, dual"),
+        ("bare trailing --", vec![], vec!["--hosts", "127.0.0.1", "--"], "nothing follows `--`"),
+        ("command without --", vec![], vec!["--hosts", "127.0.0.1", "sh", "-c", "true"], "a command to run goes after `--`"),
+        ("empty hostfile path", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", ""], "invalid --write-hostfile ``: empty path"),
+        ("env: empty hostfile path", vec![("PEERGATE_WRITE_HOSTFILE", "")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_WRITE_HOSTFILE ``: empty path"),
         ("unreadable hosts file", vec![idx1], vec!["--peers", "3", "--hosts-file", "/nonexistent/hosts"], "cannot read /nonexistent/hosts"),
         ("malformed hosts file", vec![idx1], vec!["--peers", "3", "--hosts-file", bad_hosts], "malformed"),
         ("unreadable resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", "/nonexistent/resolv.conf"], "cannot read /nonexistent/resolv.conf"),
-        ("malformed resolv.conf", vec![], vec!["--hosts", "a.example", "--resolv-conf", bad_resolv], "is not an IP address"),
         ("hosts with peers", vec![idx1], vec!["--hosts", "a.example", "--peers", "3"], "--hosts conflicts with --peers"),
         ("hosts with template", vec![], vec!["--hosts", "a.example", "--template", "x-{index}"], "--hosts conflicts with --template"),
+        ("env: hosts with a namespace", vec![("PEERGATE_NAMESPACE", "team-a")], vec!["--hosts", "a.example"], "--hosts conflicts with PEERGATE_NAMESPACE"),
         ("no peers at all", vec![idx1], vec![], "no peers given"),
-        ("unknown probe", vec![], vec!["--hosts", "127.0.0.1", "--probe", "udp"], "invalid --probe"),
+        ("unknown probe", vec![], vec!["--hosts", "127.0.0.1", "--probe", "udp"], "invalid --probe `udp`: expected one of auto, icmp, tcp, tcp:PORT, dns"),
         ("bad tcp port", vec![], vec!["--hosts", "127.0.0.1", "--probe", "tcp:70000"], "not a TCP port"),
-        ("unknown log format", vec![], vec!["--hosts", "127.0.0.1", "--log-format", "xml"], "invalid value 'xml'"),
-        ("unknown flag", vec![], vec!["--peer", "3"], "unexpected argument '--peer'"),
+        ("unknown log format", vec![], vec!["--hosts", "127.0.0.1", "--log-format", "xml"], "invalid --log-format `xml`: expected one of text, json"),
+        ("env: unknown log format", vec![("PEERGATE_LOG_FORMAT", "xml")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_LOG_FORMAT `xml`: expected one of text, json"),
+        ("unknown flag", vec![], vec!["--peer", "3"], "unknown argument `--peer`"),
         ("unknown hostfile format", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/tmp/x", "--hostfile-format", "yaml"], "unknown hostfile format"),
         ("hostfile in a missing dir", vec![], vec!["--hosts", "127.0.0.1", "--write-hostfile", "/nonexistent/dir/hostfile"], "does not exist"),
-        ("bad log level", vec![], vec!["--hosts", "127.0.0.1", "--log-level", "lots=of=noise"], "invalid --log-level"),
+        ("bad log level", vec![], vec!["--hosts", "127.0.0.1", "--log-level", "lots=of=noise"], "invalid --log-level `lots=of=noise`"),
         ("env: zero peers", vec![idx1, ("PEERGATE_PEERS", "0")], vec![], "0 peers"),
-        ("env: bad interval", vec![("PEERGATE_INTERVAL", "fast")], vec!["--hosts", "127.0.0.1"], "invalid --interval"),
+        ("env: bad interval", vec![("PEERGATE_INTERVAL", "fast")], vec!["--hosts", "127.0.0.1"], "invalid PEERGATE_INTERVAL `fast`"),
+        ("env: a newline in a number", vec![idx1, ("PEERGATE_PEERS", "3\n4")], vec![], "invalid PEERGATE_PEERS `3\\n4`"),
+        ("env: a newline in a list", vec![("PEERGATE_HOSTS", "a\n,,b")], vec![], "invalid PEERGATE_HOSTS `a\\n,,b`"),
     ];
     for (case, env, args, needle) in &cases {
         let out = pod.run(env, args);
         assert_usage_error(&out, needle, case);
     }
+}
+
+/// What glibc ignores in resolv.conf does not stop peergate: it is named in
+/// one warning and the usable lines are used.
+#[test]
+fn resolv_conf_is_read_as_leniently_as_glibc_reads_it() {
+    let pod = Pod::new("lenient-resolv");
+    let resolv = pod.write(
+        "odd-resolv",
+        "nameserver dns.example\nnameserver 127.0.0.1\noptions ndots:x bogus\n",
+    );
+    let out = pod.run(
+        &[],
+        &[
+            "--hosts",
+            "a.example",
+            "--probe",
+            "dns",
+            "--resolv-conf",
+            resolv.to_str().unwrap(),
+            "--interval",
+            "100ms",
+            "--dns-timeout",
+            "100ms",
+            "--timeout",
+            "500ms",
+        ],
+    );
+    let err = stderr(&out);
+    // Nothing answers for a.example on 127.0.0.1: the gate ran and timed out.
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("ignored what glibc ignores"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    for item in [
+        "nameserver dns.example is not an IP address",
+        "option ndots:x is not a number",
+        "unknown option bogus",
+    ] {
+        assert!(
+            warnings[0].contains(item),
+            "{item} missing: {}",
+            warnings[0]
+        );
+    }
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+}
+
+/// A level that is not one names the valid forms, from the flag or its
+/// variable; it never silences peergate.
+#[test]
+fn unknown_log_levels_are_usage_errors() {
+    let pod = Pod::new("loglevel");
+    for level in ["warning", "loud", "peergate=loud"] {
+        let out = pod.run(&[], &["--hosts", "127.0.0.1", "--log-level", level]);
+        assert_usage_error(&out, "error, warn, info, debug, trace, off", level);
+        let out = pod.run(&[("PEERGATE_LOG_LEVEL", level)], &["--hosts", "127.0.0.1"]);
+        assert_usage_error(&out, "error, warn, info, debug, trace, off", level);
+    }
+}
+
+/// peergate's own errors reach stderr whatever RUST_LOG or --log-level say.
+#[test]
+fn errors_show_under_any_log_filter() {
+    let pod = Pod::new("logvisible");
+    let filters: [(Env, &[&str]); 6] = [
+        (&[("RUST_LOG", "myapp=debug")], &[]),
+        (&[("RUST_LOG", "off")], &[]),
+        (&[("RUST_LOG", "peergate=off")], &[]),
+        (&[], &["--log-level", "off"]),
+        (&[], &["--log-level", "peergate=off"]),
+        (&[("RUST_LOG", "myapp=debug")], &["--log-format", "json"]),
+    ];
+    for (env, flags) in filters {
+        let mut args = vec!["--hosts", "10.0.0.1,,10.0.0.2"];
+        args.extend_from_slice(flags);
+        let out = pod.run(env, &args);
+        assert_usage_error(&out, "entry 2", &format!("{env:?} {flags:?}"));
+    }
+    // The case from the issue, and a failure of the pod's files.
+    let out = pod.run(&[("RUST_LOG", "myapp=debug")], &["--peers", "0"]);
+    assert_usage_error(
+        &out,
+        "invalid --peers `0`",
+        "RUST_LOG=myapp=debug --peers 0",
+    );
+    let out = pod.run(
+        &[("RUST_LOG", "myapp=debug"), ("JOB_COMPLETION_INDEX", "1")],
+        &["--peers", "3", "--hosts-file", "/nonexistent/hosts"],
+    );
+    assert_usage_error(
+        &out,
+        "cannot read /nonexistent/hosts",
+        "RUST_LOG=myapp=debug, no hosts file",
+    );
+}
+
+/// `debug` shows every failed attempt with its cause; `info` does not, and
+/// neither does an inherited bare `RUST_LOG=debug` (the workload's).
+#[test]
+fn debug_shows_each_attempt_with_its_cause() {
+    let pod = Pod::new("debug");
+    // `.invalid` is reserved (RFC 6761): the resolver answers NXDOMAIN
+    // itself, so every attempt fails at once, on any machine. Only
+    // peergate's lines count: libraries stay at info.
+    let run = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec![
+            "--hosts",
+            "peer.invalid.",
+            "--probe",
+            "dns",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "450ms",
+        ];
+        args.extend_from_slice(extra);
+        let out = pod.run(env, &args);
+        assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let attempts = |err: &str| {
+        err.lines()
+            .filter(|l| l.contains("DEBUG") && l.contains(" for peer.invalid failed: "))
+            .count()
+    };
+    let err = run(&[], &["--log-level", "debug"]);
+    assert!(attempts(&err) >= 3, "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("attempt 1 for peer.invalid failed: NXDOMAIN")),
+        "{err}"
+    );
+    let err = run(&[("RUST_LOG", "peergate=debug")], &[]);
+    assert!(attempts(&err) >= 3, "{err}");
+    for (env, extra) in [
+        (&[][..], &[][..]),
+        (&[("RUST_LOG", "debug")][..], &[][..]),
+        (&[][..], &["--log-level", "info"][..]),
+    ] {
+        let err = run(env, extra);
+        assert_eq!(attempts(&err), 0, "{env:?} {extra:?}: {err}");
+        assert!(err.contains("peer unreachable: peer.invalid"), "{err}");
+    }
+}
+
+/// A bare `--log-level debug` is peergate's: the resolver's own debug lines
+/// (one per query sent) need `hickory=debug`.
+#[test]
+fn debug_leaves_libraries_at_info_unless_named() {
+    let pod = Pod::new("debug-libs");
+    // A name the resolver does query (127.0.0.1, from the pod's resolv.conf).
+    let other_debug_lines = |level: &str| {
+        let out = pod.run(
+            &[],
+            &[
+                "--hosts",
+                "peer.example.",
+                "--probe",
+                "dns",
+                "--dns-timeout",
+                "50ms",
+                "--timeout",
+                "300ms",
+                "--log-level",
+                level,
+            ],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(124), "{err}");
+        err.lines()
+            .filter(|l| l.contains(" DEBUG ") && !l.contains(" for peer.example failed: "))
+            .count()
+    };
+    assert_eq!(other_debug_lines("debug"), 0);
+    assert!(other_debug_lines("debug,hickory=debug") > 0);
 }
 
 #[test]
@@ -196,7 +411,19 @@ fn help_documents_every_flag_with_its_variable() {
         assert!(help.contains(&var), "{var} missing from --help");
     }
     assert!(help.contains("publishNotReadyAddresses"));
-    assert!(help.contains("124"));
+    for code in [
+        "0 all peers reachable",
+        "1 run-time failure",
+        "2 usage",
+        "124 timeout",
+        "126/127",
+        "130/143",
+    ] {
+        assert!(
+            help.contains(code),
+            "exit code `{code}` missing from --help"
+        );
+    }
 }
 
 #[test]
@@ -228,6 +455,7 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     let mut reachable = 0;
+    let mut messages = Vec::new();
     for line in err.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -236,8 +464,21 @@ fn json_logs_are_one_object_per_line() {
             assert_eq!(v["addr"], "127.0.0.1");
             reachable += 1;
         }
+        if v["message"] == "waiting for 1 peer" {
+            // As the flag spells it, not the Rust variant (`Ping`).
+            assert_eq!(v["mode"], "ping", "{line}");
+            assert_eq!(v["ip_family"], "none", "{line}");
+        }
+        messages.push(v["message"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(reachable, 1, "{err}");
+    assert!(messages.iter().any(|m| m == "waiting for 1 peer"), "{err}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("1 peer reachable after ")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -311,7 +552,12 @@ fn barrier_settings_that_cannot_work_exit_2() {
         ("token and opt-out", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--insecure-no-token"], "conflicts with --token"),
         ("indices", vec![idx1], vec!["--peers", "3", "--indices", "0", "--mode", "barrier", "--token", "t"], "--indices cannot be used with --mode barrier"),
         ("listen is a name", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--listen", "localhost"], "invalid --listen"),
-        ("serve without barrier", vec![idx1], vec!["--peers", "3", "--serve"], "--serve needs --mode barrier"),
+        ("serve without barrier", vec![idx1], vec!["--peers", "3", "--serve"], "--serve applies to --mode barrier only"),
+        ("token in ping mode", vec![idx1, ("PEERGATE_TOKEN", "t")], vec!["--peers", "3"], "PEERGATE_TOKEN applies to --mode barrier only"),
+        ("probe in barrier mode", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--probe", "icmp"], "--probe applies to ping mode only"),
+        ("health port without serve", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--health-port", "8080"], "--health-port applies to --serve only"),
+        ("await port is the barrier port", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--serve", "--await-port", "7470"], "is also the barrier's --port"),
+        ("await: bad timeout", vec![], vec!["await", "--timeout", "soon"], "invalid --timeout"),
         ("serve with a command", vec![idx1], vec!["--peers", "3", "--mode", "barrier", "--token", "t", "--serve", "--", "true"], "cannot exec a command"),
         ("no index with hosts", vec![], vec!["--hosts", "127.0.0.1,127.0.0.2", "--mode", "barrier", "--token", "t"], "needs this pod's index"),
     ];

@@ -29,7 +29,11 @@
 //! prefix and is removed by a Drop guard, also when an assertion fails.
 //!
 //! Without a usable Docker daemon or a static /bin/busybox the test prints why
-//! and passes; with `CI=true` that is a failure.
+//! and passes; under CI (`CI` set to anything but `false` or `0`) that is a
+//! failure.
+
+#[path = "support/ci.rs"]
+mod ci;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -121,13 +125,13 @@ fn missing_prerequisite() -> Option<String> {
 }
 
 /// True when the test may go on; otherwise prints the reason and returns
-/// false, or panics under `CI=true`.
+/// false, or panics under CI.
 fn ready(test: &str) -> bool {
     let Some(why) = missing_prerequisite() else {
         return true;
     };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: prerequisite missing under CI=true: {why}");
+    if ci::under_ci() {
+        panic!("{test}: prerequisite missing under CI: {why}");
     }
     // Straight to fd 2: libtest captures the output of passing tests.
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");

@@ -8,7 +8,7 @@
 //!   executed by the same runner (support::scenario).
 //!
 //! Needs root and the tools listed in support::prereq; otherwise every test
-//! prints why it is skipped and passes, unless CI=true.
+//! prints why it is skipped and passes, unless under CI (support::ci).
 
 mod support;
 
@@ -98,6 +98,87 @@ fn handoff_exec_keeps_the_pid() {
             p.read_stdout().trim(),
             format!("pid={}", p.pid),
             "pod {i}: the command must run under peergate's PID"
+        );
+    }
+}
+
+/// `--ip-family auto` without a kubelet line for the pod (`--hosts`, a VM,
+/// Docker) asks DNS only for what the pod can use, like glibc's
+/// AI_ADDRCONFIG: an IPv4 pod (whose eth0 still has a link-local fe80::
+/// address) sends one A query per peer, a dual-stack pod A and AAAA.
+#[test]
+fn auto_family_without_a_kubelet_line_asks_for_what_the_pod_can_use() {
+    if !prereq::ready("auto_family_without_a_kubelet_line_asks_for_what_the_pod_can_use") {
+        return;
+    }
+    for (family, types) in [
+        (Family::Ipv4, &["A"][..]),
+        (Family::Dual, &["A", "AAAA"][..]),
+    ] {
+        let mut bed = Bed::new(BedConfig {
+            family,
+            ..BedConfig::default()
+        });
+        for i in 0..3 {
+            bed.start_pod(i);
+            bed.publish(i);
+        }
+        let pod = bed.pod(0).unwrap().clone();
+        let plain = pod.dir.join("plain-hosts");
+        std::fs::write(&plain, "127.0.0.1\tlocalhost\n::1\tlocalhost\n").unwrap();
+        let peers = format!("{}.,{}.", bed.fqdn(1), bed.fqdn(2));
+        let peergate = env!("CARGO_BIN_EXE_peergate");
+        let gate = PodCommand::new(
+            "gate",
+            &[
+                peergate,
+                "--hosts",
+                &peers,
+                "--probe",
+                "dns",
+                "--hosts-file",
+                plain.to_str().unwrap(),
+                "--timeout",
+                "10s",
+            ],
+        );
+        let id = bed.spawn(0, &gate);
+        let p = bed.proc(id);
+        let exit = p
+            .wait_for(LIMIT)
+            .unwrap_or_else(|| panic!("{family:?}: gate hung\n{}", bed.dump(20)));
+        let err = p.read_stderr();
+        assert_eq!(exit.code(), Some(0), "{family:?}: {err}");
+        let want = if types.len() == 2 { "dual" } else { "ipv4" };
+        assert!(
+            err.contains(&format!("ip_family={want}")),
+            "{family:?}: {err}"
+        );
+        // dnsmasq logs a query as it arrives; give the log a moment.
+        let expected = 2 * types.len();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut queries = bed.dns_queries(Tier::Cluster);
+        while queries.iter().filter(|q| q.from == pod.ip()).count() < expected
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            queries = bed.dns_queries(Tier::Cluster);
+        }
+        let mut seen: Vec<String> = queries
+            .iter()
+            .filter(|q| q.from == pod.ip())
+            .map(|q| format!("{} {}", q.qtype, q.name))
+            .collect();
+        seen.sort();
+        let mut wanted: Vec<String> = [1, 2]
+            .iter()
+            .flat_map(|&i| types.iter().map(move |t| (t, i)))
+            .map(|(t, i)| format!("{t} {}", bed.fqdn(i)))
+            .collect();
+        wanted.sort();
+        assert_eq!(
+            seen, wanted,
+            "{family:?}: one query per peer and usable family"
         );
     }
 }

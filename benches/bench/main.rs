@@ -139,8 +139,8 @@ fn main() {
             .is_none()
             .then(|| "missing tool: fping (package fping)".to_string())
     }) {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("bench: prerequisites missing under CI=true: {why}");
+        if support::ci::under_ci() {
+            panic!("bench: prerequisites missing under CI: {why}");
         }
         eprintln!("SKIPPED bench: {why}");
         return;

@@ -1,8 +1,11 @@
 //! The hostfile formats and the hand-off environment variables.
 
 use std::fmt::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::str::FromStr;
+
+use serde::Serialize;
 
 use crate::outcome::{GateOutcome, PeerOutcome};
 
@@ -213,16 +216,7 @@ fn render_lines(outcome: &GateOutcome, line: impl Fn(&str) -> String) -> String 
     out
 }
 
-/// A JSON string literal (quotes and escapes included).
-fn json_string(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
-
-fn json_opt<T: fmt::Display>(value: Option<T>) -> String {
-    value.map_or_else(|| "null".to_owned(), |v| v.to_string())
-}
-
-/// The JSON document, keys in a fixed order, one peer per line:
+/// The JSON document, keys in this order:
 ///
 /// - `self_index`: this pod's completion index, or `null`;
 /// - `world_size`: the number of peers;
@@ -231,42 +225,138 @@ fn json_opt<T: fmt::Display>(value: Option<T>) -> String {
 ///   order, as strings), `reachable_via` (the address that answered, or
 ///   `null`), `time_to_reachable_ms` (milliseconds from the gate's start until
 ///   the peer answered, or `null`).
+#[derive(Serialize)]
+struct JsonHostfile<'a> {
+    self_index: Option<u32>,
+    world_size: usize,
+    peers: Vec<JsonPeer<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonPeer<'a> {
+    index: Option<u32>,
+    name: &'a str,
+    addresses: &'a [IpAddr],
+    reachable_via: Option<IpAddr>,
+    time_to_reachable_ms: Option<u64>,
+}
+
+/// The document, laid out by [`PeerLines`]: one peer per line.
 fn render_json(outcome: &GateOutcome) -> String {
-    let mut out = String::from("{\n");
-    let _ = writeln!(out, "  \"self_index\": {},", json_opt(outcome.self_index));
-    let _ = writeln!(out, "  \"world_size\": {},", outcome.peers.len());
-    if outcome.peers.is_empty() {
-        out.push_str("  \"peers\": []\n}\n");
-        return out;
-    }
-    out.push_str("  \"peers\": [\n");
-    for (i, peer) in outcome.peers.iter().enumerate() {
-        let addresses: Vec<String> = peer
-            .addrs
+    let doc = JsonHostfile {
+        self_index: outcome.self_index,
+        world_size: outcome.peers.len(),
+        peers: outcome
+            .peers
             .iter()
-            .map(|a| json_string(&a.to_string()))
-            .collect();
-        let elapsed_ms = peer
-            .elapsed
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let _ = write!(
-            out,
-            "    {{\"index\": {}, \"name\": {}, \"addresses\": [{}], \"reachable_via\": {}, \
-             \"time_to_reachable_ms\": {}}}",
-            json_opt(peer.index),
-            json_string(display_name(peer)),
-            addresses.join(", "),
-            json_opt(peer.reachable_via.map(|a| json_string(&a.to_string()))),
-            json_opt(elapsed_ms),
-        );
-        out.push_str(if i + 1 < outcome.peers.len() {
-            ",\n"
-        } else {
-            "\n"
-        });
+            .map(|peer| JsonPeer {
+                index: peer.index,
+                name: display_name(peer),
+                addresses: &peer.addrs,
+                reachable_via: peer.reachable_via,
+                time_to_reachable_ms: peer
+                    .elapsed
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PeerLines::default());
+    doc.serialize(&mut serializer)
+        .expect("strings, numbers and addresses always serialize");
+    out.push(b'\n');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// A serde_json layout: the document and the peer list one item per line
+/// (two-space indent), each peer on a single line with `: ` and `, `, so
+/// the file reads well and `grep` finds a peer's whole record.
+#[derive(Default)]
+struct PeerLines {
+    /// Nesting depth: 1 inside the document, 2 inside `peers`.
+    depth: usize,
+    /// Whether the container being closed holds a value.
+    has_value: bool,
+}
+
+impl PeerLines {
+    /// Containers this deep or shallower put one item per line.
+    const LINE_DEPTH: usize = 2;
+
+    fn open<W: ?Sized + io::Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(bracket)
     }
-    out.push_str("  ]\n}\n");
-    out
+
+    fn close<W: ?Sized + io::Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
+        let multiline = self.depth <= Self::LINE_DEPTH;
+        self.depth -= 1;
+        if multiline && self.has_value {
+            w.write_all(b"\n")?;
+            w.write_all(&b"  ".repeat(self.depth))?;
+        }
+        w.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if self.depth <= Self::LINE_DEPTH {
+            w.write_all(if first { b"\n" } else { b",\n" })?;
+            w.write_all(&b"  ".repeat(self.depth))
+        } else if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+}
+
+impl serde_json::ser::Formatter for PeerLines {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.open(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.close(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.item(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.open(w, b"{")
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.close(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.item(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 /// Quote `value` for a POSIX shell: inside single quotes nothing is special
@@ -578,6 +668,43 @@ mod tests {
     }
 
     #[test]
+    fn json_layout_has_one_peer_per_line() {
+        let peer_line = |i: u32| {
+            format!(
+                "    {{\"index\": {i}, \"name\": \"example-job-{i}.headless-svc.default.svc.cluster.local\", \
+                 \"addresses\": [\"10.244.{i}.5\"], \"reachable_via\": \"10.244.{i}.5\", \
+                 \"time_to_reachable_ms\": {}}}",
+                40 + 100 * i
+            )
+        };
+        assert_eq!(
+            render(HostfileFormat::Json, &ipv4_job(), 1),
+            format!(
+                "{{\n  \"self_index\": 1,\n  \"world_size\": 3,\n  \"peers\": [\n{},\n{},\n{}\n  ]\n}}\n",
+                peer_line(0),
+                peer_line(1),
+                peer_line(2)
+            )
+        );
+        let none = GateOutcome {
+            self_index: None,
+            peers: vec![],
+        };
+        assert_eq!(
+            render(HostfileFormat::Json, &none, 1),
+            "{\n  \"self_index\": null,\n  \"world_size\": 0,\n  \"peers\": []\n}\n"
+        );
+        let two_addrs = GateOutcome {
+            self_index: None,
+            peers: vec![peer(None, "a", &["fd00::1", "10.0.0.1"], None)],
+        };
+        assert!(render(HostfileFormat::Json, &two_addrs, 1).contains(
+            "    {\"index\": null, \"name\": \"a\", \"addresses\": [\"fd00::1\", \"10.0.0.1\"], \
+                 \"reachable_via\": null, \"time_to_reachable_ms\": null}\n"
+        ));
+    }
+
+    #[test]
     fn json_escapes_odd_names_and_handles_no_peers() {
         let odd = "a\"b\\c\n\u{7}é";
         let outcome = GateOutcome {
@@ -752,8 +879,8 @@ mod tests {
     fn source_in_sh(file: &std::path::Path) -> Option<BTreeMap<String, String>> {
         if !std::path::Path::new("/bin/sh").exists() {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "/bin/sh is missing (required when CI=true)"
+                !crate::ci::under_ci(),
+                "/bin/sh is missing (required under CI)"
             );
             println!("skipped: no /bin/sh to source the env file with");
             return None;

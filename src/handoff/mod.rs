@@ -24,10 +24,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use exec::exec;
-pub use format::{
-    ENV_COORDINATOR, ENV_COORDINATOR_ADDR, ENV_PEER_NAMES, ENV_RANK, ENV_WORLD_SIZE,
-    HostfileFormat, ParseFormatError, env_vars, render,
-};
+pub use format::{HostfileFormat, env_vars, render};
 pub use write::{check_destination, write_atomic};
 
 /// Why the hand-off failed. Every message is one line naming the path or the

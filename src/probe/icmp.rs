@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 
-use super::{Probe, io_cause};
-use crate::cause::Cause;
+use super::Probe;
+use crate::cause::{Cause, io_cause};
 
 pub struct IcmpProber {
     v4: Option<Client>,
@@ -68,7 +68,7 @@ impl IcmpProber {
             v6: v6.ok().map(|(c, _)| c),
             kind,
             timeout,
-            ident: (std::process::id() & 0xffff) as u16,
+            ident: echo_identifier(),
             seq: AtomicU16::new(0),
         })
     }
@@ -76,6 +76,15 @@ impl IcmpProber {
     pub fn socket_kind(&self) -> &'static str {
         self.kind
     }
+}
+
+/// The echo identifier of RAW sockets (the kernel picks its own on DGRAM
+/// ones). Random: the pid, the usual choice, is 1 in every container, and
+/// the containers of a pod share the network namespace but not the PID
+/// one, so two peergates there would match each other's replies (every
+/// RAW ICMP socket sees every reply).
+fn echo_identifier() -> u16 {
+    rand::random()
 }
 
 /// ICMP type of an echo reply: 0 for IPv4, 129 for ICMPv6.
@@ -160,6 +169,13 @@ impl Probe for IcmpProber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_identifiers_are_random_not_the_pid() {
+        let ids: std::collections::HashSet<u16> = (0..64).map(|_| echo_identifier()).collect();
+        // 64 draws from 65536 values: a repeat is likely, one value is not.
+        assert!(ids.len() > 32, "{ids:?}");
+    }
 
     #[test]
     fn only_echo_replies_prove_a_peer_up() {

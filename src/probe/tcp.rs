@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use super::{Probe, io_cause};
-use crate::cause::Cause;
+use super::Probe;
+use crate::cause::{Cause, io_cause};
 
 pub struct TcpProber {
     port: u16,

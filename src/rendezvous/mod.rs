@@ -211,7 +211,7 @@ fn dial_cause(e: &HandshakeError) -> Cause {
         HandshakeError::Io(io) if io.kind() == io::ErrorKind::TimedOut => {
             Cause::NotMet("no handshake within the deadline".into())
         }
-        HandshakeError::Io(io) => crate::probe::io_cause(io),
+        HandshakeError::Io(io) => crate::cause::io_cause(io),
         HandshakeError::Closed => Cause::NotMet("closed the connection mid-handshake".into()),
         other => Cause::NotMet(format!("handshake failed: {other}")),
     }
@@ -277,7 +277,7 @@ async fn dial<R: Resolve>(plan: DialPlan<R>) -> Dialed {
                 continue;
             }
             Ok(Err(e)) => {
-                cause = crate::probe::io_cause(&e);
+                cause = crate::cause::io_cause(&e);
                 continue;
             }
             Ok(Ok(s)) => s,

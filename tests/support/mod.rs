@@ -1,7 +1,8 @@
 //! Shared support for the end-to-end tests: an emulated Kubernetes Indexed Job
 //! built from network namespaces, a bridge, dnsmasq and real processes.
 //!
-//! * [`prereq`]: root and tool checks (skip on a laptop, fail under `CI=true`).
+//! * [`ci`]: whether this is a CI run (where a skip is a failure).
+//! * [`prereq`]: root and tool checks (skip on a laptop, fail under CI).
 //! * [`proc`]: processes with exit times, signals and captured output.
 //! * [`bed`]: the test bed (cluster namespace, pods, DNS tiers, faults).
 //! * [`scenario`]: scenarios declared as TOML in `tests/scenarios/`, and the
@@ -11,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod bed;
+pub mod ci;
 pub mod prereq;
 pub mod proc;
 pub mod scenario;

@@ -1,5 +1,6 @@
 //! Prerequisite checks. Without root or a tool the e2e tests print why and
-//! return; with `CI=true` a missing prerequisite fails the test instead.
+//! return; under CI (see [`super::ci`]) a missing prerequisite fails the test
+//! instead.
 
 use std::path::{Path, PathBuf};
 
@@ -55,14 +56,14 @@ pub fn missing() -> Option<String> {
 }
 
 /// True when the caller may go on. Otherwise prints the reason and returns
-/// false, or panics when `CI=true` (a skip in CI is a failure).
+/// false, or panics under CI (a skip in CI is a failure).
 pub fn ready(test: &str) -> bool {
     let Some(why) = missing() else {
         wait_for_neighbour_room(test);
         return true;
     };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: e2e prerequisites missing under CI=true: {why}");
+    if super::ci::under_ci() {
+        panic!("{test}: e2e prerequisites missing under CI: {why}");
     }
     // Straight to fd 2: libtest captures eprintln! of passing tests, and a
     // skip must be visible.

@@ -874,7 +874,7 @@ fn sleep_until(t: Instant) {
 }
 
 /// Loads, runs and checks scenario `name`; panics with a report on failure.
-/// Skips (returns) when prerequisites are missing, unless CI=true.
+/// Skips (returns) when prerequisites are missing, unless under CI.
 pub fn run_named(name: &str) {
     let sc = Scenario::load(name);
     if !super::prereq::ready(name) {
