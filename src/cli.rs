@@ -41,7 +41,12 @@ pod included. Each unreachable peer is resolved and probed again every
 
 The headless Service must set `publishNotReadyAddresses: true` when peergate
 runs as an init container: a pod in its init containers is not Ready, and
-without that setting its DNS record does not exist yet.";
+without that setting its DNS record does not exist yet.
+
+--mode barrier makes it an authenticated rendezvous over TCP instead: a pod
+releases as soon as every pod has arrived, whatever a negative DNS cache says.
+With --serve the barrier runs on as a native sidecar, and `peergate await`
+(see `peergate await --help`) waits for it in the next container.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -748,7 +753,12 @@ error, 124 timeout, 126/127 the command cannot be run, 143 SIGTERM.";
 
 /// `peergate await [--port P] [--timeout D] [-- COMMAND...]`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "peergate await", about = AWAIT_ABOUT, max_term_width = 100)]
+#[command(
+    name = "peergate await",
+    bin_name = "peergate await",
+    about = AWAIT_ABOUT,
+    max_term_width = 100
+)]
 pub struct AwaitArgs {
     /// The sidecar's --await-port.
     #[arg(

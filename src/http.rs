@@ -238,29 +238,8 @@ mod tests {
     /// parsed request's path starts with `/` and has no query.
     #[test]
     fn parser_invariants_on_mutated_input() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let seed = b"GET /metrics?a=b HTTP/1.1\r\nHost: p\r\n\r\n".to_vec();
-        for round in 0..20_000 {
-            let mut data = if round % 2 == 0 {
-                seed.clone()
-            } else {
-                (0..(next() % 80) as usize).map(|_| next() as u8).collect()
-            };
-            for _ in 0..(next() % 4) {
-                if data.is_empty() {
-                    break;
-                }
-                let at = (next() as usize) % data.len();
-                data[at] = next() as u8;
-            }
-            check_invariants(&data);
-        }
+        crate::corpus::mutated(&[seed], 20_000, 80, check_invariants);
     }
 
     pub(crate) fn check_invariants(data: &[u8]) {

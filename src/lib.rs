@@ -15,6 +15,8 @@ mod cause;
 mod ci;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod corpus;
 mod dns;
 mod duration;
 mod error;

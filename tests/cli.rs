@@ -567,6 +567,33 @@ fn barrier_settings_that_cannot_work_exit_2() {
     }
 }
 
+/// Starts one standalone barrier instance: index `i` of `hosts`, on
+/// `listen`:`port`, with `extra` arguments; its stderr is captured.
+fn barrier_instance(
+    hosts: &str,
+    i: usize,
+    listen: &str,
+    port: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["--mode", "barrier", "--hosts", hosts])
+        .args([
+            "--index",
+            &i.to_string(),
+            "--listen",
+            listen,
+            "--port",
+            port,
+        ])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start peergate")
+}
+
 /// Three instances of a standalone barrier on one host, each on its own
 /// loopback address (`--listen`), started one after the other.
 #[test]
@@ -578,30 +605,21 @@ fn a_standalone_barrier_of_three_on_one_host() {
     let children: Vec<_> = (0..3)
         .map(|i| {
             std::thread::sleep(std::time::Duration::from_millis(300));
-            let mut cmd = Command::new(BIN);
-            cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .args([
-                    "--mode",
-                    "barrier",
-                    "--hosts",
-                    hosts,
-                    "--index",
-                    &i.to_string(),
-                    "--listen",
-                    &format!("127.0.0.{}", i + 1),
-                    "--port",
-                    &port,
+            let hostfile = pod.path(&format!("peers-{i}"));
+            barrier_instance(
+                hosts,
+                i,
+                &format!("127.0.0.{}", i + 1),
+                &port,
+                &[
                     "--token",
                     "standalone-secret",
                     "--timeout",
                     "10s",
                     "--write-hostfile",
-                    pod.path(&format!("peers-{i}")).to_str().unwrap(),
-                ])
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("start peergate")
+                    hostfile.to_str().unwrap(),
+                ],
+            )
         })
         .collect();
     for (i, child) in children.into_iter().enumerate() {
@@ -625,27 +643,14 @@ fn a_standalone_barrier_of_three_on_one_host() {
 fn a_world_size_mismatch_is_logged_on_both_sides() {
     let port = (7900 + std::process::id() % 90).to_string();
     let run = |i: usize, hosts: &str| {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .args([
-                "--mode",
-                "barrier",
-                "--hosts",
-                hosts,
-                "--index",
-                &i.to_string(),
-                "--listen",
-                &format!("127.0.1.{}", i + 1),
-                "--port",
-                &port,
-                "--token",
-                "t",
-                "--timeout",
-                "3s",
-            ])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start peergate")
+        let listen = format!("127.0.1.{}", i + 1);
+        barrier_instance(
+            hosts,
+            i,
+            &listen,
+            &port,
+            &["--token", "t", "--timeout", "3s"],
+        )
     };
     let a = run(0, "127.0.1.1,127.0.1.2");
     let b = run(1, "127.0.1.1,127.0.1.2,127.0.1.3");

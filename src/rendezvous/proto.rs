@@ -730,33 +730,12 @@ mod tests {
     /// every `cargo test` exercises them (`fuzz/` goes further).
     #[test]
     fn decoder_invariants_on_mutated_and_random_input() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let mut seeds: Vec<Vec<u8>> = sealed_samples()
             .iter()
             .map(|s| frame(s.kind(), &s.encode()))
             .collect();
         seeds.push(frame(KIND_HELLO, &hello().encode().unwrap()));
-        for round in 0..20_000 {
-            let mut data = if round % 2 == 0 {
-                seeds[(round / 2) % seeds.len()].clone()
-            } else {
-                (0..(next() % 64) as usize).map(|_| next() as u8).collect()
-            };
-            for _ in 0..(next() % 4) {
-                if data.is_empty() {
-                    break;
-                }
-                let at = (next() as usize) % data.len();
-                data[at] = next() as u8;
-            }
-            check_invariants(&data);
-        }
+        crate::corpus::mutated(&seeds, 20_000, 64, check_invariants);
     }
 
     /// What `fuzz/fuzz_targets/barrier_frame.rs` asserts.
