@@ -53,6 +53,7 @@ scenarios!(
     b08_barrier_flood,
     b09_barrier_frozen_pod,
     b10_barrier_replaced_mid_barrier,
+    b11_barrier_tree_top_late,
     h01_handoff,
     c01_sidecar_late_pod,
     c02_sidecar_replaced_after_release,
