@@ -340,9 +340,10 @@ struct DialInfo {
 struct LinkState {
     index: u32,
     instance: InstanceId,
-    /// The index that dialed this link: of two links to one peer, both
-    /// ends keep the one dialed by the lower index.
-    dialer: u32,
+    /// Who dialed this link: the index, then the dialing socket's port. Of
+    /// two links to one peer, both ends keep the one with the lower key
+    /// (both ends see the same key).
+    dialer: (u32, u16),
     tx: mpsc::UnboundedSender<Out>,
     /// Position in the change log up to which the peer has been sent records.
     cursor: usize,
@@ -350,6 +351,10 @@ struct LinkState {
     peer_complete: bool,
     /// The peer said goodbye or rejected us: its end is no death.
     peer_bye: bool,
+    /// A frame came from the peer: it finished its side of the handshake.
+    /// A link that ends before that (the peer gave up on a handshake this
+    /// side had finished) is no death either.
+    heard: bool,
     /// We asked the link to close.
     closing: bool,
 }
@@ -889,7 +894,11 @@ impl<R: Resolve> Rendezvous<R> {
             });
             return;
         }
-        let dialer = if dialed { me } else { peer.index };
+        let dialer = if dialed {
+            (me, local.port())
+        } else {
+            (peer.index, remote.port())
+        };
         let mut first_link = true;
         if let Some(&old) = self.by_index.get(&peer.index) {
             let existing = &self.links[&old];
@@ -935,6 +944,7 @@ impl<R: Resolve> Rendezvous<R> {
                 sent_complete: false,
                 peer_complete: false,
                 peer_bye: false,
+                heard: false,
                 closing: false,
             },
         );
@@ -1016,6 +1026,7 @@ impl<R: Resolve> Rendezvous<R> {
                 let Some(state) = self.links.get_mut(&id) else {
                     return;
                 };
+                state.heard = true;
                 match frame {
                     Sealed::Records(records) => {
                         for r in records {
@@ -1043,8 +1054,10 @@ impl<R: Resolve> Rendezvous<R> {
                 if self.by_index.get(&state.index) == Some(&id) {
                     self.by_index.remove(&state.index);
                 }
-                let graceful =
-                    state.peer_bye || state.closing || (state.peer_complete && state.sent_complete);
+                let graceful = !state.heard
+                    || state.peer_bye
+                    || state.closing
+                    || (state.peer_complete && state.sent_complete);
                 if !graceful && self.members.is_current(state.index, state.instance) {
                     let peer = &self.settings.peers[state.index as usize];
                     let why = match &end {

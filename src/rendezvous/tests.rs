@@ -273,7 +273,8 @@ async fn two_links_between_one_pair_leave_one_and_nobody_is_declared_dead() {
     assert_eq!(b.by_index.len(), 1);
     let kept_a = a.links[&a.by_index[&1]].dialer;
     let kept_b = b.links[&b.by_index[&0]].dialer;
-    assert_eq!((kept_a, kept_b), (0, 0), "both keep the link pod 0 dialed");
+    assert_eq!(kept_a, kept_b, "both keep the same link");
+    assert_eq!(kept_a.0, 0, "the one pod 0 dialed");
     link(&mut c, &mut b, None).await;
     tokio::join!(finish(&mut a, t0), finish(&mut b, t0), finish(&mut c, t0));
     for p in [&a, &b, &c] {
@@ -326,4 +327,31 @@ async fn progress_names_missing_peers_and_their_causes() {
     assert!(!a.is_released());
     // Mesh: every peer is dialed once per interval.
     assert_eq!(a.dials[1].attempts, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_the_peer_never_finished_is_no_death() {
+    // The dialer finished its handshake; the listener gave up on it (its
+    // deadline passed under load) and dropped the connection before
+    // sending a single frame. The dialer must not declare it dead.
+    let (mut a, b) = (pod(0, 3, 1), pod(1, 3, 1));
+    let (x, y) = duplex(1 << 20);
+    let (la, lb) = (Arc::clone(&a.local), Arc::clone(&b.local));
+    let (sa, sb) = (sock(&a, 40_000), sock(&b, 7470));
+    let (ra, rb) = tokio::join!(
+        handshake_stream(x, Role::Dialer { expect: Some(1) }, &la, sa, sb),
+        handshake_stream(y, Role::Listener, &lb, sb, sa)
+    );
+    a.adopt(ra.unwrap(), true);
+    drop(rb);
+    tokio::select! {
+        _ = a.run() => unreachable!("pod 2 never comes"),
+        _ = sleep(SEC) => {}
+    }
+    assert!(a.links.is_empty(), "the dead link is gone");
+    assert_eq!(
+        a.members.current(1).unwrap().state,
+        State::Alive,
+        "no obituary for a peer that never finished its handshake"
+    );
 }
