@@ -3,7 +3,7 @@
 //!
 //! The binary is a thin shell over this library. Public are only the
 //! modules something outside the crate uses: what `main` calls (`cli`,
-//! `config`, `logging`, `run`) and what `fuzz/` drives (the barrier's frame
+//! `config`, `dry_run`, `logging`, `run`) and what `fuzz/` drives (the barrier's frame
 //! codec in `rendezvous::proto`, the health endpoints' request parser in
 //! `http`). Everything else is tested from inside.
 
@@ -16,6 +16,7 @@ mod ci;
 pub mod cli;
 pub mod config;
 mod dns;
+pub mod dry_run;
 mod duration;
 mod error;
 mod gate;

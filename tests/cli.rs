@@ -376,6 +376,7 @@ fn help_documents_every_flag_with_its_variable() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
+        "dry-run",
         "peers",
         "indices",
         "template",
@@ -411,6 +412,7 @@ fn help_documents_every_flag_with_its_variable() {
         assert!(help.contains(&var), "{var} missing from --help");
     }
     assert!(help.contains("publishNotReadyAddresses"));
+    assert!(help.contains("the first thing to run when a gate waits on the wrong names"));
     for code in [
         "0 all peers reachable",
         "1 run-time failure",
@@ -784,4 +786,267 @@ fn a_serving_barrier_answers_health_checks_and_await() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("SIGTERM: left the barrier"), "{err}");
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--dry-run` prints what the same configuration would make a run do: the
+/// names, this pod, the probe, DNS, the barrier and the hand-off, as text
+/// or as one JSON object; never the token.
+#[test]
+fn dry_run_prints_what_a_run_would_wait_for() {
+    let pod = Pod::new("dry");
+    let idx1 = ("JOB_COMPLETION_INDEX", "1");
+    let name = |i: u32| format!("example-job-{i}.headless-svc.default.svc.cluster.local.");
+
+    let out = pod.run(&[idx1], &["--peers", "3", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = |label: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{label} ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("pod").contains("index 1, hostname example-job-1, Job example-job"));
+    assert!(line("pod").contains(&format!("name {}", name(1))), "{text}");
+    assert!(line("pod").contains("addresses 10.244.0.7"), "{text}");
+    assert!(
+        line("peers").starts_with(&format!(
+            "peers     3, this pod included: {}, {}, {}",
+            name(0),
+            name(1),
+            name(2)
+        )),
+        "{text}"
+    );
+    assert!(line("probe").contains("auto: "), "{text}");
+    assert!(
+        line("dns").contains("nameservers 127.0.0.1; search default.svc.cluster.local"),
+        "{text}"
+    );
+    assert!(line("dns").contains("ndots 5"), "{text}");
+    assert!(line("env").contains("PEERGATE_RANK=1"), "{text}");
+    assert!(!text.contains("barrier "), "{text}");
+
+    // Many peers: the first few, a count, the last.
+    let out = pod.run(&[idx1], &["--peers", "1000", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("(+996 more), {}", name(999))),
+        "{text}"
+    );
+    assert!(text.contains("PEERGATE_PEER_NAMES=<1000 names: "), "{text}");
+
+    // JSON: one object, every peer, the barrier's settings without the token.
+    let json = |env: Env, args: &[&str]| {
+        // In front: after `--` they would be the command's.
+        let args = [&["--dry-run", "--log-format", "json"], args].concat();
+        let out = pod.run(env, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains("s3cret") && !stderr(&out).contains("s3cret"));
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let barrier = [idx1, ("PEERGATE_TOKEN", "s3cret")];
+    for (n, topology) in [("8", "mesh"), ("9", "tree")] {
+        let v = json(
+            &barrier,
+            &[
+                "--peers", n, "--mode", "barrier", "--serve", "--port", "7000",
+            ],
+        );
+        assert_eq!(v["dry_run"], true);
+        assert_eq!(v["mode"], "barrier");
+        assert_eq!(v["pod"]["index"], 1);
+        assert_eq!(v["pod"]["member"], true);
+        assert_eq!(v["pod"]["job"], "example-job");
+        assert_eq!(
+            v["peers"].as_array().unwrap().len(),
+            n.parse::<usize>().unwrap()
+        );
+        assert_eq!(v["peers"][2]["name"], name(2).as_str());
+        assert_eq!(v["probe"], serde_json::Value::Null, "{v}");
+        let b = &v["barrier"];
+        assert_eq!(b["topology"], topology, "{v}");
+        assert_eq!(b["world"], n.parse::<u32>().unwrap());
+        assert_eq!(b["port"], 7000);
+        assert_eq!(b["token"], true);
+        assert_eq!(b["serve"], true);
+        assert_eq!(b["await_port"], 7471);
+        assert_eq!(b["announce"][0], "10.244.0.7");
+        assert_eq!(b["service"], "headless-svc.default.svc.cluster.local.");
+        assert_eq!(v["dns"]["families"], "ipv4");
+        assert_eq!(v["handoff"]["env"]["PEERGATE_RANK"], "1");
+        assert_eq!(
+            v["handoff"]["env"]["PEERGATE_COORDINATOR"],
+            name(0).trim_end_matches('.')
+        );
+        assert_eq!(
+            v["handoff"]["env"]["PEERGATE_COORDINATOR_ADDR"],
+            serde_json::Value::Null
+        );
+    }
+    let v = json(
+        &[idx1, ("PEERGATE_INSECURE_NO_TOKEN", "1")],
+        &["--peers", "2", "--mode", "barrier"],
+    );
+    assert_eq!(v["barrier"]["token"], false);
+    assert_eq!(v["barrier"]["await_port"], serde_json::Value::Null);
+
+    // Explicit addresses: no DNS; the hand-off as configured.
+    let hostfile = pod.path("out/hosts");
+    let v = json(
+        &[],
+        &[
+            "--hosts",
+            "10.0.0.1,10.0.0.2",
+            "--probe",
+            "tcp:81",
+            "--write-hostfile",
+            hostfile.to_str().unwrap(),
+            "--hostfile-format",
+            "mpich",
+            "--",
+            "mpirun",
+            "-n",
+            "2",
+        ],
+    );
+    assert_eq!(v["dns"], serde_json::Value::Null);
+    assert_eq!(v["probe"]["uses"], "tcp");
+    assert_eq!(v["probe"]["port"], 81);
+    assert_eq!(v["peers"][1]["addr"], "10.0.0.2");
+    assert_eq!(v["handoff"]["hostfile"]["format"], "mpich");
+    assert_eq!(v["handoff"]["command"][0], "mpirun");
+    assert_eq!(v["handoff"]["env"]["PEERGATE_COORDINATOR_ADDR"], "10.0.0.1");
+    // What the machine decides is a warning, not a failure.
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{v}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+    assert!(!pod.path("out").exists(), "a dry run created the directory");
+}
+
+/// A JobSet worker that waits for the leader: not one of the peers, named
+/// by its hostname; what the broken example would have shown.
+#[test]
+fn dry_run_names_the_pods_of_another_job() {
+    let pod = Pod::new("dry-jobset");
+    let hosts = pod.write(
+        "hosts",
+        "127.0.0.1\tlocalhost\n10.244.1.4\ttrain-workers-0-2.train.ml.svc.cluster.local\ttrain-workers-0-2\n",
+    );
+    let env = [
+        ("JOB_COMPLETION_INDEX", "2"),
+        ("PEERGATE_HOSTNAME", "train-workers-0-2"),
+        ("PEERGATE_HOSTS_FILE", hosts.to_str().unwrap()),
+    ];
+    let template = "--template=train-leader-0-{index}.{subdomain}.{namespace}.svc.{zone}.";
+    let out = pod.run(&env, &["--indices=0", template, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("pod       index 2 (not one of the peers), hostname train-workers-0-2, Job train-workers-0, name train-workers-0-2.train.ml.svc.cluster.local."),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "peers     1, this pod not among them: train-leader-0-0.train.ml.svc.cluster.local."
+        ),
+        "{text}"
+    );
+    // `--peers=1` names the same one pod of the other Job: no index of
+    // this pod's own Job is compared with it.
+    let out = pod.run(&env, &["--peers=1", template, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("peers     1, this pod not among them: train-leader-0-0."));
+    // Counting the pods of its own Job, worker 2 is not below 1.
+    let own = "--template=train-workers-0-{index}.{subdomain}.{namespace}.svc.{zone}.";
+    let out = pod.run(&env, &["--peers=1", own, "--dry-run"]);
+    assert_usage_error(
+        &out,
+        "this pod's index 2 is not below --peers 1",
+        "--peers=1",
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+/// A configuration a run refuses, the dry run refuses with the same line.
+#[test]
+fn dry_run_exits_2_where_a_run_would() {
+    let pod = Pod::new("dry-bad");
+    let idx1 = ("JOB_COMPLETION_INDEX", "1");
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("index beyond peers", vec![("JOB_COMPLETION_INDEX", "3")], vec!["--peers", "3", "--hostname", "example-job-3"], "index 3 is not below --peers 3"),
+        ("no token", vec![idx1], vec!["--peers", "3", "--mode", "barrier"], "needs --token"),
+        ("hosts file missing", vec![idx1], vec!["--peers", "3", "--hosts-file", "/nonexistent/hosts"], "cannot read /nonexistent/hosts"),
+        ("await: bad timeout", vec![], vec!["await", "--timeout", "soon"], "invalid --timeout"),
+    ];
+    for (case, env, args, needle) in cases {
+        let real = pod.run(&env, &args);
+        assert_usage_error(&real, needle, case);
+        let mut dry = args.clone();
+        dry.insert(usize::from(args[0] == "await"), "--dry-run");
+        let out = pod.run(&env, &dry);
+        assert_usage_error(&out, needle, &format!("{case} (--dry-run)"));
+        // The same line, but for the timestamp.
+        let message = |o: &Output| {
+            let e = stderr(o);
+            e.split_once(" ERROR ")
+                .map_or(e.clone(), |(_, m)| m.to_owned())
+        };
+        assert_eq!(message(&out), message(&real), "{case}");
+    }
+    // The variable works like the flag; a false value is a real run.
+    let args = ["--hosts", "127.0.0.1", "--probe", "dns"];
+    let out = pod.run(&[("PEERGATE_DRY_RUN", "true")], &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("peergate --dry-run: "));
+    assert!(!stderr(&out).contains("peer reachable"), "{}", stderr(&out));
+    let out = pod.run(&[("PEERGATE_DRY_RUN", "0")], &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("1 peer reachable"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn await_dry_run_checks_its_arguments() {
+    let pod = Pod::new("dry-await");
+    let out = pod.run(&[], &["await", "--dry-run", "--timeout=10m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("127.0.0.1:7471"), "{text}");
+    assert!(text.contains("for at most 10m00s"), "{text}");
+    let out = pod.run(
+        &[("PEERGATE_AWAIT_PORT", "9000")],
+        &[
+            "await",
+            "--dry-run",
+            "--log-format=json",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["await"]["port"], 9000);
+    assert_eq!(v["await"]["timeout_ms"], 600_000);
+    assert_eq!(v["await"]["command"][2], "exit 3");
+    let out = pod.run(&[], &["await", "--dry-run", "--timout=1m"]);
+    assert_usage_error(&out, "unknown argument `--timout`", "await typo");
 }
