@@ -1050,3 +1050,184 @@ fn await_dry_run_checks_its_arguments() {
     let out = pod.run(&[], &["await", "--dry-run", "--timout=1m"]);
     assert_usage_error(&out, "unknown argument `--timout`", "await typo");
 }
+
+/// A seccomp filter that kills the process at its first use of the
+/// network: binding, listening, accepting, connecting or sending on any
+/// socket (and io_uring, which could do all of these). Opening a socket is
+/// allowed: it sends nothing (`auto` opens an ICMP socket to see whether it
+/// may). A DNS query, an ICMP echo, a TCP probe, a barrier dial and a
+/// listener all need one of these calls.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod no_network {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Command;
+
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xc000_00b7;
+    /// x32 system calls on x86_64 carry this bit: they are refused whole.
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+    const DENIED: [libc::c_long; 9] = [
+        libc::SYS_bind,
+        libc::SYS_listen,
+        libc::SYS_accept,
+        libc::SYS_accept4,
+        libc::SYS_connect,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+        libc::SYS_sendmmsg,
+        libc::SYS_io_uring_setup,
+    ];
+
+    fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+
+    fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        }
+    }
+
+    /// The filter program: check the architecture, then the call number.
+    fn program() -> Vec<libc::sock_filter> {
+        use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+        let kill = stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_KILL_PROCESS);
+        // struct seccomp_data: nr at offset 0, arch at offset 4.
+        let mut prog = vec![
+            stmt(BPF_LD | BPF_W | BPF_ABS, 4),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
+            kill,
+            stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+            jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
+            kill,
+        ];
+        for nr in DENIED {
+            prog.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 1));
+            prog.push(kill);
+        }
+        prog.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
+        prog
+    }
+
+    /// The filter program, alive until the child has installed it.
+    pub struct Filter {
+        _prog: Vec<libc::sock_filter>,
+        _fprog: Box<libc::sock_fprog>,
+    }
+
+    /// Installs the filter in `cmd`'s child between fork and exec; keep
+    /// the result until the child has started.
+    pub fn forbid(cmd: &mut Command) -> Filter {
+        // Built before the fork: the child only makes two system calls.
+        let mut prog = program();
+        let fprog = Box::new(libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        });
+        let ptr = &*fprog as *const libc::sock_fprog as usize;
+        // SAFETY: prctl is async-signal-safe; `ptr` points into the
+        // returned `Filter`, which the caller keeps until the exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                        ptr,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Filter {
+            _prog: prog,
+            _fprog: fprog,
+        }
+    }
+}
+
+/// `--dry-run` sends nothing and binds nothing: run under [`no_network`],
+/// each dry run exits 0, while the same run without `--dry-run` is killed
+/// (SIGSYS) at its first query, probe, dial or listener, which shows the
+/// filter would have caught the dry run doing the same.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[test]
+fn dry_run_sends_nothing_and_binds_nothing() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let pod = Pod::new("silent");
+    let hostfile = pod.path("hostfile");
+    let hostfile = hostfile.to_str().unwrap();
+    let indexed = [("JOB_COMPLETION_INDEX", "1")];
+    let barrier = [("JOB_COMPLETION_INDEX", "1"), ("PEERGATE_TOKEN", "t")];
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Env, Vec<&str>)> = vec![
+        // A DNS query for the first name.
+        ("ping, names", &indexed, vec!["--peers", "3", "--probe", "dns"]),
+        // A TCP connect.
+        ("ping, tcp probe", &[], vec!["--hosts", "127.0.0.1", "--probe", "tcp:9"]),
+        // An ICMP echo (or, without ICMP, a TCP connect).
+        ("ping, auto probe", &[], vec!["--hosts", "127.0.0.1"]),
+        // The listener first.
+        ("barrier", &barrier, vec!["--peers", "3", "--mode", "barrier", "--write-hostfile", hostfile]),
+        ("serving barrier", &barrier, vec!["--peers", "3", "--mode", "barrier", "--serve", "--health-port", "7472"]),
+        // The connection to the sidecar.
+        ("await", &[], vec!["await"]),
+    ];
+    for (case, env, args) in cases {
+        let run = |dry: bool| {
+            let mut args = args.clone();
+            if dry {
+                args.insert(usize::from(args[0] == "await"), "--dry-run");
+            }
+            let mut cmd = Command::new(BIN);
+            cmd.env_clear()
+                .env("PEERGATE_HOSTNAME", "example-job-1")
+                .env("PEERGATE_HOSTS_FILE", pod.path("hosts"))
+                .env("PEERGATE_RESOLV_CONF", pod.path("resolv.conf"))
+                .env("PEERGATE_TIMEOUT", "3s")
+                .env("PEERGATE_AWAIT_TIMEOUT", "3s")
+                .envs(env.iter().copied())
+                .args(&args);
+            let _filter = no_network::forbid(&mut cmd);
+            cmd.output().expect("run peergate")
+        };
+        let dry = run(true);
+        assert_eq!(
+            dry.status.code(),
+            Some(0),
+            "{case}: --dry-run {:?}, stderr:\n{}",
+            dry.status,
+            stderr(&dry)
+        );
+        assert!(stdout(&dry).contains("(nothing was sent)"), "{case}");
+        let real = run(false);
+        assert_eq!(
+            real.status.signal(),
+            Some(libc::SIGSYS),
+            "{case}: the run without --dry-run was not stopped by the filter: {:?}\n{}",
+            real.status,
+            stderr(&real)
+        );
+    }
+    assert!(!Path::new(hostfile).exists());
+}
