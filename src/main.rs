@@ -52,8 +52,8 @@ fn main() -> ExitCode {
         }
     };
     if dry_run {
-        // Inside the runtime, as a run opens its probe, but nothing is
-        // spawned that would ever be polled.
+        // In the runtime's context, where a run opens its probe (the ICMP
+        // client spawns a receive task), but never run: no task is polled.
         let _entered = runtime.enter();
         return ExitCode::from(dry_run::run(&config, format).code());
     }
