@@ -7,10 +7,13 @@
 # schemas); kustomization.yaml by building every example through it with
 # `kubectl kustomize` when kubectl is installed (else its structure only);
 # compose.yaml with Docker Compose (v2, else v1) when it is installed. With
-# CI=true a missing kubectl or Compose is an error.
+# CI=true a missing kubectl or Compose is an error. Then peergate itself
+# checks every gate in every pod the manifests create (`--dry-run`, see
+# .ci/dry_run_examples.py), with a debug build of the binary.
 #
 # Usage: bash .ci/validate-manifests.sh
-# Env:   VENV (default target/ci-venv), KUBERNETES_VALIDATE_VERSION (pinned).
+# Env:   VENV (default target/ci-venv), KUBERNETES_VALIDATE_VERSION (pinned),
+#        PEERGATE_BIN (a peergate binary to use instead of `cargo build`'s).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,6 +58,24 @@ fi
 "$py" .ci/validate_manifests.py --image "$image" "${kubectl_args[@]}" \
     -k "$newest_k8s" -k "$oldest_k8s" "${manifests[@]}"
 
+# A debug build shares its dependencies with the test build (`cargo test`),
+# so this compiles peergate itself and nothing else on top of it.
+bin=${PEERGATE_BIN:-}
+if [[ -z $bin ]]; then
+    messages=$(cargo build --locked --bin peergate --message-format=json-render-diagnostics) || {
+        echo "validate-manifests: cargo build --bin peergate failed" >&2
+        exit 1
+    }
+    bin=$(grep '"reason":"compiler-artifact"' <<<"$messages" |
+        grep '"kind":\["bin"\],"crate_types":\["bin"\],"name":"peergate"' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1 || true)
+fi
+if [[ -z $bin || ! -x $bin ]]; then
+    echo "validate-manifests: no peergate binary to dry-run the examples with" >&2
+    exit 1
+fi
+"$py" .ci/dry_run_examples.py --peergate "$bin" --image "$image" "${manifests[@]}"
+
 source .ci/compose.bash
 if ((${#COMPOSE[@]})); then
     for f in examples/compose*.yaml; do
@@ -68,4 +89,4 @@ else
     echo "validate-manifests: Docker Compose not installed, compose files only checked by the script above"
 fi
 
-echo "validate-manifests: all ${#manifests[@]} manifests passed (k8s $newest_k8s and $oldest_k8s, strict)"
+echo "validate-manifests: all ${#manifests[@]} manifests passed (k8s $newest_k8s and $oldest_k8s, strict; every gate's --dry-run)"

@@ -55,6 +55,7 @@ Examples:
   peergate --hosts 10.0.0.5,db-1.example  # standalone, explicit peers
   peergate --peers 4 --write-hostfile /shared/hostfile --hostfile-format openmpi
   peergate --peers 3 -- python train.py   # exec the workload once the gate opens
+  peergate --peers 3 --dry-run            # print the names it would wait for
 
   peergate --peers 3 --mode barrier --serve --write-hostfile /shared/hosts
                                           # a native sidecar; then in the next
@@ -119,6 +120,21 @@ pub const MAX_CONCURRENCY: usize = 4096;
     max_term_width = 100
 )]
 pub struct Args {
+    /// Print what a run would wait for, and exit: the first thing to run
+    /// when a gate waits on the wrong names.
+    ///
+    /// Shows this pod's index and name, the peers' names, the probe, DNS,
+    /// the barrier and the hand-off, derived as a run derives them. Exits 0,
+    /// or 2 with the error a run would stop at. Sends nothing, binds and
+    /// writes nothing. With --log-format json: one JSON object on stdout.
+    #[arg(
+        long,
+        env = "PEERGATE_DRY_RUN",
+        value_parser = FalseyValueParser::new(),
+        default_value_t = false
+    )]
+    pub dry_run: bool,
+
     /// Number of pods in the Job: wait for indices 0..N, this pod included.
     #[arg(
         long,
@@ -760,6 +776,16 @@ error, 124 timeout, 126/127 the command cannot be run, 143 SIGTERM.";
     max_term_width = 100
 )]
 pub struct AwaitArgs {
+    /// Check the arguments, print what `peergate await` would do and exit 0
+    /// (2 on a usage error), without contacting the sidecar.
+    #[arg(
+        long,
+        env = "PEERGATE_DRY_RUN",
+        value_parser = FalseyValueParser::new(),
+        default_value_t = false
+    )]
+    pub dry_run: bool,
+
     /// The sidecar's --await-port.
     #[arg(
         long,

@@ -3,7 +3,7 @@
 //!
 //! The binary is a thin shell over this library. Public are only the
 //! modules something outside the crate uses: what `main` calls (`cli`,
-//! `config`, `logging`, `run`) and what `fuzz/` drives (the barrier's frame
+//! `config`, `dry_run`, `logging`, `run`) and what `fuzz/` drives (the barrier's frame
 //! codec in `rendezvous::proto`, the health endpoints' request parser in
 //! `http`). Everything else is tested from inside.
 
@@ -18,6 +18,7 @@ pub mod config;
 #[cfg(test)]
 mod corpus;
 mod dns;
+pub mod dry_run;
 mod duration;
 mod error;
 mod gate;

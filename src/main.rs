@@ -6,6 +6,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use peergate::cli;
 use peergate::config::{Config, SystemEnvironment};
+use peergate::dry_run;
 use peergate::logging;
 use peergate::run::{self, Exit};
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     };
 
     logging::init(args.log_format, args.log_level.as_ref());
+    let (dry_run, format) = (args.dry_run, args.log_format);
 
     let config = match Config::build(args, &SystemEnvironment) {
         Ok(c) => c,
@@ -49,6 +51,12 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failure.code());
         }
     };
+    if dry_run {
+        // In the runtime's context, where a run opens its probe (the ICMP
+        // client spawns a receive task), but never run: no task is polled.
+        let _entered = runtime.enter();
+        return ExitCode::from(dry_run::run(&config, format).code());
+    }
     let exit = runtime.block_on(run::run(config));
     ExitCode::from(exit.code())
 }
@@ -73,6 +81,9 @@ fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
         args.log_format,
         Some(args.log_level.as_ref().unwrap_or(&quiet)),
     );
+    if args.dry_run {
+        return ExitCode::from(dry_run::run_await(&args).code());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

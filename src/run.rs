@@ -1,6 +1,7 @@
 //! One run, start to finish: open the probe and the resolver, wait under the
 //! deadline and the signals, report, hand off to the workload.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -9,7 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{BarrierSettings, Config};
 use crate::dns::{Dns, Resolve};
 use crate::duration::human;
 use crate::gate::Gate;
@@ -193,25 +194,12 @@ pub async fn run(config: Config) -> Exit {
                     settings.port
                 );
             }
-            // What this pod announces: the kubelet's addresses for it, else
-            // the one it listens on, else its own --hosts entry (else the
-            // first link tells).
-            let mut announce = config.self_addrs.clone();
-            if announce.is_empty() {
-                if let Some(ip) = settings.listen.filter(|ip| !ip.is_unspecified()) {
-                    announce.push(ip);
-                } else if let Some(Target::Addr(ip)) =
-                    config.peers.get(self_index as usize).map(|p| &p.target)
-                {
-                    announce.push(*ip);
-                }
-            }
             let rv_settings = rendezvous::Settings {
                 token: settings.token.clone(),
                 job: settings.job.clone(),
                 index: self_index,
                 peers: config.peers.clone(),
-                announce,
+                announce: announce(&config, settings, self_index),
                 listen: settings.listen,
                 port: settings.port,
                 interval: config.interval,
@@ -257,6 +245,26 @@ pub async fn run(config: Config) -> Exit {
             );
             drive(&mut gate, &config, &mut sigterm, &mut sigint).await
         }
+    }
+}
+
+/// The addresses this pod announces to the barrier: the kubelet's for it,
+/// else the one it listens on, else its own --hosts entry; empty when none
+/// is known (the first link then tells).
+pub(crate) fn announce(
+    config: &Config,
+    settings: &BarrierSettings,
+    self_index: u32,
+) -> Vec<IpAddr> {
+    if !config.self_addrs.is_empty() {
+        return config.self_addrs.clone();
+    }
+    if let Some(ip) = settings.listen.filter(|ip| !ip.is_unspecified()) {
+        return vec![ip];
+    }
+    match config.peers.get(self_index as usize).map(|p| &p.target) {
+        Some(Target::Addr(ip)) => vec![*ip],
+        _ => Vec::new(),
     }
 }
 
@@ -330,7 +338,7 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 async fn serve<R: Resolve>(
     mut barrier: Rendezvous<R>,
     config: &Config,
-    settings: &crate::config::BarrierSettings,
+    settings: &BarrierSettings,
     sigterm: &mut Signal,
     sigint: &mut Signal,
 ) -> Exit {

@@ -376,6 +376,7 @@ fn help_documents_every_flag_with_its_variable() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
+        "dry-run",
         "peers",
         "indices",
         "template",
@@ -411,6 +412,7 @@ fn help_documents_every_flag_with_its_variable() {
         assert!(help.contains(&var), "{var} missing from --help");
     }
     assert!(help.contains("publishNotReadyAddresses"));
+    assert!(help.contains("the first thing to run when a gate waits on the wrong names"));
     for code in [
         "0 all peers reachable",
         "1 run-time failure",
@@ -789,4 +791,448 @@ fn a_serving_barrier_answers_health_checks_and_await() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("SIGTERM: left the barrier"), "{err}");
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--dry-run` prints what the same configuration would make a run do: the
+/// names, this pod, the probe, DNS, the barrier and the hand-off, as text
+/// or as one JSON object; never the token.
+#[test]
+fn dry_run_prints_what_a_run_would_wait_for() {
+    let pod = Pod::new("dry");
+    let idx1 = ("JOB_COMPLETION_INDEX", "1");
+    let name = |i: u32| format!("example-job-{i}.headless-svc.default.svc.cluster.local.");
+
+    let out = pod.run(&[idx1], &["--peers", "3", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = |label: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{label} ")))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("pod").contains("index 1, hostname example-job-1, Job example-job"));
+    assert!(line("pod").contains(&format!("name {}", name(1))), "{text}");
+    assert!(line("pod").contains("addresses 10.244.0.7"), "{text}");
+    assert!(
+        line("peers").starts_with(&format!(
+            "peers     3, this pod included: {}, {}, {}",
+            name(0),
+            name(1),
+            name(2)
+        )),
+        "{text}"
+    );
+    assert!(line("probe").contains("auto: "), "{text}");
+    assert!(
+        line("dns").contains("nameservers 127.0.0.1; search default.svc.cluster.local"),
+        "{text}"
+    );
+    assert!(line("dns").contains("ndots 5"), "{text}");
+    assert!(line("env").contains("PEERGATE_RANK=1"), "{text}");
+    assert!(!text.contains("barrier "), "{text}");
+
+    // Many peers: the first few, a count, the last.
+    let out = pod.run(&[idx1], &["--peers", "1000", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("(+996 more), {}", name(999))),
+        "{text}"
+    );
+    assert!(text.contains("PEERGATE_PEER_NAMES=<1000 names: "), "{text}");
+
+    // JSON: one object, every peer, the barrier's settings without the token.
+    let json = |env: Env, args: &[&str]| {
+        // In front: after `--` they would be the command's.
+        let args = [&["--dry-run", "--log-format", "json"], args].concat();
+        let out = pod.run(env, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains("s3cret") && !stderr(&out).contains("s3cret"));
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let barrier = [idx1, ("PEERGATE_TOKEN", "s3cret")];
+    for (n, topology) in [("8", "mesh"), ("9", "tree")] {
+        let v = json(
+            &barrier,
+            &[
+                "--peers", n, "--mode", "barrier", "--serve", "--port", "7000",
+            ],
+        );
+        assert_eq!(v["dry_run"], true);
+        assert_eq!(v["mode"], "barrier");
+        assert_eq!(v["pod"]["index"], 1);
+        assert_eq!(v["pod"]["member"], true);
+        assert_eq!(v["pod"]["job"], "example-job");
+        assert_eq!(
+            v["peers"].as_array().unwrap().len(),
+            n.parse::<usize>().unwrap()
+        );
+        assert_eq!(v["peers"][2]["name"], name(2).as_str());
+        assert_eq!(v["probe"], serde_json::Value::Null, "{v}");
+        let b = &v["barrier"];
+        assert_eq!(b["topology"], topology, "{v}");
+        assert_eq!(b["world"], n.parse::<u32>().unwrap());
+        assert_eq!(b["port"], 7000);
+        assert_eq!(b["token"], true);
+        assert_eq!(b["serve"], true);
+        assert_eq!(b["await_port"], 7471);
+        assert_eq!(b["announce"][0], "10.244.0.7");
+        assert_eq!(b["service"], "headless-svc.default.svc.cluster.local.");
+        assert_eq!(v["dns"]["families"], "ipv4");
+        assert_eq!(v["handoff"]["env"]["PEERGATE_RANK"], "1");
+        assert_eq!(
+            v["handoff"]["env"]["PEERGATE_COORDINATOR"],
+            name(0).trim_end_matches('.')
+        );
+        assert_eq!(
+            v["handoff"]["env"]["PEERGATE_COORDINATOR_ADDR"],
+            serde_json::Value::Null
+        );
+    }
+    let v = json(
+        &[idx1, ("PEERGATE_INSECURE_NO_TOKEN", "1")],
+        &["--peers", "2", "--mode", "barrier"],
+    );
+    assert_eq!(v["barrier"]["token"], false);
+    assert_eq!(v["barrier"]["await_port"], serde_json::Value::Null);
+
+    // Explicit addresses: no DNS; the hand-off as configured.
+    let hostfile = pod.path("out/hosts");
+    let v = json(
+        &[],
+        &[
+            "--hosts",
+            "10.0.0.1,10.0.0.2",
+            "--probe",
+            "tcp:81",
+            "--write-hostfile",
+            hostfile.to_str().unwrap(),
+            "--hostfile-format",
+            "mpich",
+            "--",
+            "mpirun",
+            "-n",
+            "2",
+        ],
+    );
+    assert_eq!(v["dns"], serde_json::Value::Null);
+    assert_eq!(v["probe"]["uses"], "tcp");
+    assert_eq!(v["probe"]["port"], 81);
+    assert_eq!(v["peers"][1]["addr"], "10.0.0.2");
+    assert_eq!(v["handoff"]["hostfile"]["format"], "mpich");
+    assert_eq!(v["handoff"]["command"][0], "mpirun");
+    assert_eq!(v["handoff"]["env"]["PEERGATE_COORDINATOR_ADDR"], "10.0.0.1");
+    // What the machine decides is a warning, not a failure.
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{v}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+    assert!(!pod.path("out").exists(), "a dry run created the directory");
+}
+
+/// A JobSet worker that waits for the leader: not one of the peers, named
+/// by its hostname; what the broken example would have shown.
+#[test]
+fn dry_run_names_the_pods_of_another_job() {
+    let pod = Pod::new("dry-jobset");
+    let hosts = pod.write(
+        "hosts",
+        "127.0.0.1\tlocalhost\n10.244.1.4\ttrain-workers-0-2.train.ml.svc.cluster.local\ttrain-workers-0-2\n",
+    );
+    let env = [
+        ("JOB_COMPLETION_INDEX", "2"),
+        ("PEERGATE_HOSTNAME", "train-workers-0-2"),
+        ("PEERGATE_HOSTS_FILE", hosts.to_str().unwrap()),
+    ];
+    let template = "--template=train-leader-0-{index}.{subdomain}.{namespace}.svc.{zone}.";
+    let out = pod.run(&env, &["--indices=0", template, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("pod       index 2 (not one of the peers), hostname train-workers-0-2, Job train-workers-0, name train-workers-0-2.train.ml.svc.cluster.local."),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "peers     1, this pod not among them: train-leader-0-0.train.ml.svc.cluster.local."
+        ),
+        "{text}"
+    );
+    // `--peers=1` names the same one pod of the other Job: no index of
+    // this pod's own Job is compared with it.
+    let out = pod.run(&env, &["--peers=1", template, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("peers     1, this pod not among them: train-leader-0-0."));
+    // Counting the pods of its own Job, worker 2 is not below 1.
+    let own = "--template=train-workers-0-{index}.{subdomain}.{namespace}.svc.{zone}.";
+    let out = pod.run(&env, &["--peers=1", own, "--dry-run"]);
+    assert_usage_error(
+        &out,
+        "this pod's index 2 is not below --peers 1",
+        "--peers=1",
+    );
+    assert!(stdout(&out).is_empty());
+}
+
+/// A configuration a run refuses, the dry run refuses with the same line.
+#[test]
+fn dry_run_exits_2_where_a_run_would() {
+    let pod = Pod::new("dry-bad");
+    let idx1 = ("JOB_COMPLETION_INDEX", "1");
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("index beyond peers", vec![("JOB_COMPLETION_INDEX", "3")], vec!["--peers", "3", "--hostname", "example-job-3"], "index 3 is not below --peers 3"),
+        ("no token", vec![idx1], vec!["--peers", "3", "--mode", "barrier"], "needs --token"),
+        ("hosts file missing", vec![idx1], vec!["--peers", "3", "--hosts-file", "/nonexistent/hosts"], "cannot read /nonexistent/hosts"),
+        ("await: bad timeout", vec![], vec!["await", "--timeout", "soon"], "invalid --timeout"),
+    ];
+    for (case, env, args, needle) in cases {
+        let real = pod.run(&env, &args);
+        assert_usage_error(&real, needle, case);
+        let mut dry = args.clone();
+        dry.insert(usize::from(args[0] == "await"), "--dry-run");
+        let out = pod.run(&env, &dry);
+        assert_usage_error(&out, needle, &format!("{case} (--dry-run)"));
+        // The same line, but for the timestamp.
+        let message = |o: &Output| {
+            let e = stderr(o);
+            e.split_once(" ERROR ")
+                .map_or(e.clone(), |(_, m)| m.to_owned())
+        };
+        assert_eq!(message(&out), message(&real), "{case}");
+    }
+    // The variable works like the flag; a false value is a real run.
+    let args = ["--hosts", "127.0.0.1", "--probe", "dns"];
+    let out = pod.run(&[("PEERGATE_DRY_RUN", "true")], &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("peergate --dry-run: "));
+    assert!(!stderr(&out).contains("peer reachable"), "{}", stderr(&out));
+    let out = pod.run(&[("PEERGATE_DRY_RUN", "0")], &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("1 peer reachable"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn await_dry_run_checks_its_arguments() {
+    let pod = Pod::new("dry-await");
+    let out = pod.run(&[], &["await", "--dry-run", "--timeout=10m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("127.0.0.1:7471"), "{text}");
+    assert!(text.contains("for at most 10m00s"), "{text}");
+    let out = pod.run(
+        &[("PEERGATE_AWAIT_PORT", "9000")],
+        &[
+            "await",
+            "--dry-run",
+            "--log-format=json",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["await"]["port"], 9000);
+    assert_eq!(v["await"]["timeout_ms"], 600_000);
+    assert_eq!(v["await"]["command"][2], "exit 3");
+    let out = pod.run(&[], &["await", "--dry-run", "--timout=1m"]);
+    assert_usage_error(&out, "unknown argument `--timout`", "await typo");
+}
+
+/// A seccomp filter that kills the process at its first use of the
+/// network: binding, listening, accepting, connecting or sending on any
+/// socket (and io_uring, which could do all of these). Opening a socket is
+/// allowed: it sends nothing (`auto` opens an ICMP socket to see whether it
+/// may). A DNS query, an ICMP echo, a TCP probe, a barrier dial and a
+/// listener all need one of these calls.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod no_network {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Command;
+
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xc000_00b7;
+    /// x32 system calls on x86_64 carry this bit: they are refused whole.
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+    const DENIED: [libc::c_long; 9] = [
+        libc::SYS_bind,
+        libc::SYS_listen,
+        libc::SYS_accept,
+        libc::SYS_accept4,
+        libc::SYS_connect,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+        libc::SYS_sendmmsg,
+        libc::SYS_io_uring_setup,
+    ];
+
+    fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+
+    fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        }
+    }
+
+    /// The filter program: check the architecture, then the call number.
+    fn program() -> Vec<libc::sock_filter> {
+        use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+        let kill = stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_KILL_PROCESS);
+        // struct seccomp_data: nr at offset 0, arch at offset 4.
+        let mut prog = vec![
+            stmt(BPF_LD | BPF_W | BPF_ABS, 4),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
+            kill,
+            stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+            jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
+            kill,
+        ];
+        for nr in DENIED {
+            prog.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 1));
+            prog.push(kill);
+        }
+        prog.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
+        prog
+    }
+
+    /// The filter program, alive until the child has installed it.
+    pub struct Filter {
+        _prog: Vec<libc::sock_filter>,
+        _fprog: Box<libc::sock_fprog>,
+    }
+
+    /// Installs the filter in `cmd`'s child between fork and exec; keep
+    /// the result until the child has started.
+    pub fn forbid(cmd: &mut Command) -> Filter {
+        // Built before the fork: the child only makes two system calls.
+        let mut prog = program();
+        let fprog = Box::new(libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        });
+        let ptr = &*fprog as *const libc::sock_fprog as usize;
+        // SAFETY: prctl is async-signal-safe; `ptr` points into the
+        // returned `Filter`, which the caller keeps until the exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                        ptr,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Filter {
+            _prog: prog,
+            _fprog: fprog,
+        }
+    }
+}
+
+/// `--dry-run` sends nothing and binds nothing: run under [`no_network`],
+/// each dry run exits 0, while the same run without `--dry-run` is killed
+/// (SIGSYS) at its first query, probe, dial or listener, which shows the
+/// filter would have caught the dry run doing the same.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[test]
+fn dry_run_sends_nothing_and_binds_nothing() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let pod = Pod::new("silent");
+    let hostfile = pod.path("hostfile");
+    let hostfile = hostfile.to_str().unwrap();
+    let indexed = [("JOB_COMPLETION_INDEX", "1")];
+    let barrier = [("JOB_COMPLETION_INDEX", "1"), ("PEERGATE_TOKEN", "t")];
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Env, Vec<&str>)> = vec![
+        // A DNS query for the first name.
+        ("ping, names", &indexed, vec!["--peers", "3", "--probe", "dns"]),
+        // A TCP connect.
+        ("ping, tcp probe", &[], vec!["--hosts", "127.0.0.1", "--probe", "tcp:9"]),
+        // An ICMP echo (or, without ICMP, a TCP connect).
+        ("ping, auto probe", &[], vec!["--hosts", "127.0.0.1"]),
+        // The listener first.
+        ("barrier", &barrier, vec!["--peers", "3", "--mode", "barrier", "--write-hostfile", hostfile]),
+        ("serving barrier", &barrier, vec!["--peers", "3", "--mode", "barrier", "--serve", "--health-port", "7472"]),
+        // The connection to the sidecar.
+        ("await", &[], vec!["await"]),
+    ];
+    for (case, env, args) in cases {
+        let run = |dry: bool| {
+            let mut args = args.clone();
+            if dry {
+                args.insert(usize::from(args[0] == "await"), "--dry-run");
+            }
+            let mut cmd = Command::new(BIN);
+            cmd.env_clear()
+                .env("PEERGATE_HOSTNAME", "example-job-1")
+                .env("PEERGATE_HOSTS_FILE", pod.path("hosts"))
+                .env("PEERGATE_RESOLV_CONF", pod.path("resolv.conf"))
+                .env("PEERGATE_TIMEOUT", "3s")
+                .env("PEERGATE_AWAIT_TIMEOUT", "3s")
+                .envs(env.iter().copied())
+                .args(&args);
+            let _filter = no_network::forbid(&mut cmd);
+            cmd.output().expect("run peergate")
+        };
+        let dry = run(true);
+        assert_eq!(
+            dry.status.code(),
+            Some(0),
+            "{case}: --dry-run {:?}, stderr:\n{}",
+            dry.status,
+            stderr(&dry)
+        );
+        assert!(stdout(&dry).contains("(nothing was sent)"), "{case}");
+        let real = run(false);
+        assert_eq!(
+            real.status.signal(),
+            Some(libc::SIGSYS),
+            "{case}: the run without --dry-run was not stopped by the filter: {:?}\n{}",
+            real.status,
+            stderr(&real)
+        );
+    }
+    assert!(!Path::new(hostfile).exists());
 }

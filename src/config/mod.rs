@@ -88,6 +88,22 @@ pub struct BarrierSettings {
     pub health_port: Option<u16>,
 }
 
+/// What this pod is, as far as the run derived it: what `--dry-run` shows
+/// next to the names built from it. Nothing here is read for this alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The hostname (`--hostname`, else the kernel's), when one is known.
+    pub hostname: Option<String>,
+    /// The completion index (`--index`, else `JOB_COMPLETION_INDEX`), also
+    /// when this pod is not one of the peers.
+    pub index: Option<u32>,
+    /// Job name and the other placeholder values, as far as known.
+    pub job: Option<String>,
+    pub subdomain: Option<String>,
+    pub namespace: Option<String>,
+    pub zone: Option<String>,
+}
+
 /// Longest accepted --token (any length works as an HMAC key; this only
 /// catches a value that is not what was meant, e.g. a whole file).
 pub const MAX_TOKEN: usize = 1024;
@@ -95,6 +111,7 @@ pub const MAX_TOKEN: usize = 1024;
 /// Everything a run needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub identity: Identity,
     pub peers: Vec<Peer>,
     /// This pod's completion index, when this pod is one of the pods the
     /// peers are named from (its own name is the template's name for its
@@ -142,12 +159,24 @@ impl Config {
             self_index,
             self_target,
             job,
+            vars,
             explicit_hosts,
             service,
         } = plan::plan(&args, &mut pod)?;
         let dns = dns_settings(&args, &mut pod, &peers)?;
         let (barrier, peers) = barrier_settings(&args, peers, self_index, explicit_hosts, job)?;
+        // For --dry-run; what the run did not need stays unknown, and no
+        // error arises here that did not above.
+        let identity = Identity {
+            hostname: pod.hostname().ok(),
+            index: pod.optional_index().ok().flatten(),
+            job: vars.job,
+            subdomain: vars.subdomain,
+            namespace: vars.namespace,
+            zone: vars.zone,
+        };
         Ok(Config {
+            identity,
             peers,
             self_index,
             self_target,

@@ -14,6 +14,9 @@ pub(super) struct PeerPlan {
     pub self_target: Option<Target>,
     /// Identifies the group of pods (the barrier's hello carries it).
     pub job: String,
+    /// The placeholder values the names were made from; `job` is the Job
+    /// name when one was given or derived (not the `peergate` fallback).
+    pub vars: TemplateVars,
     /// Whether the peers came from `--hosts`.
     pub explicit_hosts: bool,
     /// The headless Service's own name (`<subdomain>.<ns>.svc.<zone>.`),
@@ -53,11 +56,16 @@ fn explicit_hosts(args: &Args, pod: &PodView<'_>, list: &str) -> Result<PeerPlan
     }
     let peers = peers::parse_hosts_list(list)
         .map_err(|reason| ConfigError::value(args.name("hosts"), list, reason))?;
+    let job = non_empty(args.job.as_ref());
     Ok(PeerPlan {
         peers,
         self_index: pod.optional_index()?,
         self_target: None,
-        job: non_empty(args.job.as_ref()).unwrap_or_else(|| "peergate".into()),
+        job: job.clone().unwrap_or_else(|| "peergate".into()),
+        vars: TemplateVars {
+            job,
+            ..TemplateVars::default()
+        },
         explicit_hosts: true,
         service: None,
     })
@@ -91,7 +99,7 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
         ),
         None => (true, true),
     };
-    let vars = pod.template_vars(need_job, need_service)?;
+    let mut vars = pod.template_vars(need_job, need_service)?;
     let template = match &custom {
         Some(t) => t.clone(),
         None => peers::default_template(&vars)?,
@@ -114,11 +122,11 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
             (None, fqdn.map(|name| Target::Name(format!("{name}."))))
         }
     };
-    let job = vars
-        .job
-        .clone()
-        .or_else(|| pod.job().ok())
-        .unwrap_or_else(|| "peergate".into());
+    // The Job name for the barrier's group and for --dry-run, also when
+    // the names do not use it.
+    if vars.job.is_none() {
+        vars.job = pod.job().ok();
+    }
     let service = match (&vars.subdomain, &vars.namespace, &vars.zone) {
         (Some(svc), Some(ns), Some(zone)) => Some(format!("{svc}.{ns}.svc.{zone}.")),
         _ => None,
@@ -127,7 +135,8 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
         peers,
         self_index,
         self_target,
-        job,
+        job: vars.job.clone().unwrap_or_else(|| "peergate".into()),
+        vars,
         explicit_hosts: false,
         service,
     })

@@ -24,8 +24,10 @@ use std::io;
 use std::path::PathBuf;
 
 pub use exec::exec;
-pub use format::{HostfileFormat, env_vars, render};
-pub use write::{check_destination, write_atomic};
+pub use format::{
+    ENV_COORDINATOR, ENV_COORDINATOR_ADDR, ENV_PEER_NAMES, HostfileFormat, env_vars, render,
+};
+pub use write::{check_destination, inspect_destination, write_atomic};
 
 /// Why the hand-off failed. Every message is one line naming the path or the
 /// command and, where there is one, the operating system's error.

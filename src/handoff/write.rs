@@ -22,11 +22,20 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// created in the directory (a temporary file is created and removed again,
 /// which catches read-only mounts and missing permissions).
 pub fn check_destination(path: &Path) -> Result<(), HandoffError> {
+    inspect_destination(path)?;
     let (dir, file_name) = split_destination(path)?;
-    check_dir(dir, path)?;
-    check_target(path)?;
     let temp = TempFile::create(dir, file_name, path)?;
     temp.remove()
+}
+
+/// The part of [`check_destination`] that only looks: `path` names a file,
+/// its directory exists, an existing target is a regular file. Creates
+/// nothing, so it cannot tell whether the directory is writable
+/// (`--dry-run`).
+pub fn inspect_destination(path: &Path) -> Result<(), HandoffError> {
+    let (dir, _) = split_destination(path)?;
+    check_dir(dir, path)?;
+    check_target(path)
 }
 
 /// Replace `path` with `contents` atomically: write a new file next to it
@@ -463,8 +472,29 @@ mod tests {
             let error = check_destination(&path).unwrap_err();
             assert!(expected(&error), "{path:?}: {error:?}");
             assert_eq!(error.exit_code(), 2);
+            let error = inspect_destination(&path).unwrap_err();
+            assert!(expected(&error), "inspect {path:?}: {error:?}");
         }
         assert_eq!(dir.entries(), ["plain", "sub"]);
+    }
+
+    #[test]
+    fn inspect_destination_leaves_the_directory_untouched() {
+        let dir = TestDir::new();
+        let mtime = || fs::metadata(dir.path()).unwrap().modified().unwrap();
+        let before = mtime();
+        // Some file systems keep coarse timestamps: let the clock move on.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        inspect_destination(&dir.join("hostfile")).expect("new file in existing directory");
+        assert_eq!(mtime(), before, "inspect_destination changed the directory");
+        // The control: the full check creates and removes a file there.
+        check_destination(&dir.join("hostfile")).expect("writable");
+        assert_ne!(
+            mtime(),
+            before,
+            "the full check left no trace to compare with"
+        );
+        assert!(dir.entries().is_empty());
     }
 
     #[test]

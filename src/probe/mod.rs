@@ -87,63 +87,79 @@ pub enum Prober {
     Dns,
 }
 
+/// Which probe [`Prober::open`] settled on, and why: what it logs, and
+/// what `--dry-run` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// ICMP echo over this kind of socket; `by_auto` when `auto` chose it.
+    Icmp { socket: &'static str, by_auto: bool },
+    /// TCP connect to `port`; `fallback` is why `auto` did not take ICMP.
+    Tcp { port: u16, fallback: Option<String> },
+    /// Resolution alone counts.
+    Dns,
+}
+
 impl Prober {
-    /// Opens the probe `settings` ask for. Must run inside the runtime (the
-    /// ICMP clients spawn their receive tasks).
+    /// Opens the probe `settings` ask for and says which it is. Must run
+    /// inside the runtime (the ICMP clients spawn their receive tasks).
     pub fn open(settings: &ProbeSettings) -> Result<Prober, ConfigError> {
-        let tcp = || tcp::TcpProber::new(settings.tcp_port, settings.timeout);
+        let (prober, opened) = Self::open_quietly(settings)?;
+        match &opened {
+            Opened::Dns => info!(
+                probe = "dns",
+                "probe: dns (a peer counts as reachable once it resolves)"
+            ),
+            Opened::Tcp {
+                port,
+                fallback: None,
+            } => info!(probe = "tcp", port, "probe: tcp connect to port {port}"),
+            // The reason is in the message only: as a field too it printed
+            // twice on one line.
+            Opened::Tcp {
+                port,
+                fallback: Some(e),
+            } => warn!(
+                probe = "tcp",
+                port, "probe: tcp connect to port {port} (auto fallback: {e})"
+            ),
+            Opened::Icmp { socket, by_auto } => info!(
+                probe = "icmp",
+                socket,
+                "probe: icmp ({socket}){}",
+                if *by_auto { ", chosen by auto" } else { "" }
+            ),
+        }
+        Ok(prober)
+    }
+
+    /// [`open`](Self::open) without the log line. Opening a socket sends
+    /// nothing.
+    pub fn open_quietly(settings: &ProbeSettings) -> Result<(Prober, Opened), ConfigError> {
+        let tcp = |fallback| {
+            (
+                Prober::Tcp(tcp::TcpProber::new(settings.tcp_port, settings.timeout)),
+                Opened::Tcp {
+                    port: settings.tcp_port,
+                    fallback,
+                },
+            )
+        };
+        let icmp = |p: icmp::IcmpProber, by_auto| {
+            let socket = p.socket_kind();
+            (Prober::Icmp(p), Opened::Icmp { socket, by_auto })
+        };
         match settings.kind {
-            ProbeKind::Dns => {
-                info!(
-                    probe = "dns",
-                    "probe: dns (a peer counts as reachable once it resolves)"
-                );
-                Ok(Prober::Dns)
-            }
-            ProbeKind::Tcp => {
-                info!(
-                    probe = "tcp",
-                    port = settings.tcp_port,
-                    "probe: tcp connect to port {}",
-                    settings.tcp_port
-                );
-                Ok(Prober::Tcp(tcp()))
-            }
+            ProbeKind::Dns => Ok((Prober::Dns, Opened::Dns)),
+            ProbeKind::Tcp => Ok(tcp(None)),
             ProbeKind::Icmp => match icmp::IcmpProber::open(settings.timeout) {
-                Ok(p) => {
-                    info!(
-                        probe = "icmp",
-                        socket = p.socket_kind(),
-                        "probe: icmp ({})",
-                        p.socket_kind()
-                    );
-                    Ok(Prober::Icmp(p))
-                }
+                Ok(p) => Ok(icmp(p, false)),
                 Err(e) => Err(ConfigError::Other(format!(
                     "--probe icmp: {e}; use --probe tcp or --probe auto instead"
                 ))),
             },
             ProbeKind::Auto => match icmp::IcmpProber::open(settings.timeout) {
-                Ok(p) => {
-                    info!(
-                        probe = "icmp",
-                        socket = p.socket_kind(),
-                        "probe: icmp ({}), chosen by auto",
-                        p.socket_kind()
-                    );
-                    Ok(Prober::Icmp(p))
-                }
-                Err(e) => {
-                    // The reason is in the message only: as a field too it
-                    // printed twice on one line.
-                    warn!(
-                        probe = "tcp",
-                        port = settings.tcp_port,
-                        "probe: tcp connect to port {} (auto fallback: {e})",
-                        settings.tcp_port
-                    );
-                    Ok(Prober::Tcp(tcp()))
-                }
+                Ok(p) => Ok(icmp(p, true)),
+                Err(e) => Ok(tcp(Some(e))),
             },
         }
     }
