@@ -149,10 +149,11 @@ class Checker:
             out.update(range(lo, hi + 1))
         return sorted(out)
 
-    def peer_indices(self, where, cname, container, args, pod_indices):
-        """Apply peergate's peer rules (Config::build, Config::indexed) to a
-        gate's arguments for every completion index its pods get. Returns the
-        indices it waits for, or None for --hosts or after an error."""
+    def peer_indices(self, where, cname, container, args):
+        """The indices a gate waits for, from its arguments, with the rules
+        that need no pod (exclusive flags, ranges). Whether a pod is a member
+        and its index fits is peergate's own call: .ci/dry_run_examples.py
+        runs it in every pod. Returns None for --hosts or after an error."""
         env = container.get("env") or []
         get = lambda f: self.flag(args, env, f)
         hosts, peers, indices = get("--hosts"), get("--peers"), get("--indices")
@@ -177,15 +178,6 @@ class Checker:
             bad = [i for i in subset if i >= n]
             if bad:
                 self.error(where, f"{cname}: index {bad[0]} is not below --peers {n} (exit 2)")
-                return None
-        if n is not None:
-            late = [i for i in pod_indices if i >= n]
-            if late:
-                self.error(
-                    where,
-                    f"{cname}: in the pod with completion index {late[0]}, this pod's index is "
-                    f"not below --peers {n} (exit 2): --peers counts this pod's own Job",
-                )
                 return None
         return subset if subset is not None else list(range(n))
 
@@ -298,7 +290,7 @@ class Checker:
                     self.barrier_jobs[doc["metadata"]["name"]] = port
                     if port not in [p.get("containerPort") for p in c.get("ports") or []]:
                         self.error(where, f"{cname}: barrier port {port} is not among its containerPorts")
-                self.peer_indices(where, cname, c, args, range(job.get("completions") or 1))
+                self.peer_indices(where, cname, c, args)
                 self.check_handoff(where, pod, cname, c, args)
                 peers = self.flag(args, c.get("env") or [], "--peers")
                 if peers is None or int(peers) != job.get("completions"):
@@ -390,7 +382,7 @@ class Checker:
             for _, c, args in gates:
                 cname = c["name"]
                 self.check_handoff(rj_where, pod, cname, c, args)
-                waits_for = self.peer_indices(rj_where, cname, c, args, range(job_spec.get("completions", 1)))
+                waits_for = self.peer_indices(rj_where, cname, c, args)
                 template_arg = self.flag(args, c.get("env") or [], "--template")
                 if template_arg is None:
                     self.error(rj_where, f"{cname}: needs --template for JobSet pod names")
