@@ -41,15 +41,8 @@ fn main() -> ExitCode {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(Exit::Failure.code());
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(Exit::Failure.code());
     };
     if dry_run {
         // In the runtime's context, where a run opens its probe (the ICMP
@@ -84,15 +77,8 @@ fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
     if args.dry_run {
         return ExitCode::from(dry_run::run_await(&args).code());
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(Exit::Failure.code());
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(Exit::Failure.code());
     };
     let exit = runtime.block_on(run::wait_for_sidecar(
         args.port,
@@ -100,4 +86,14 @@ fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
         &args.command,
     ));
     ExitCode::from(exit.code())
+}
+
+/// The single-threaded runtime every run uses, or `None` (logged) when it
+/// cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| tracing::error!("cannot start the async runtime: {e}"))
+        .ok()
 }

@@ -12,7 +12,7 @@
 //! its `Debug` prints nothing of it.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -112,16 +112,7 @@ impl Binding {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 * 19);
         for addr in [self.dialer, self.listener] {
-            match addr.ip().to_canonical() {
-                IpAddr::V4(a) => {
-                    out.push(4);
-                    out.extend_from_slice(&a.octets());
-                }
-                IpAddr::V6(a) => {
-                    out.push(6);
-                    out.extend_from_slice(&a.octets());
-                }
-            }
+            super::proto::put_addr(&mut out, &addr.ip().to_canonical());
             out.extend_from_slice(&addr.port().to_be_bytes());
         }
         out

@@ -682,17 +682,8 @@ impl<R: Resolve> Rendezvous<R> {
                 let Some(name) = self.settings.service.clone() else {
                     continue;
                 };
-                let attempt = dial(DialPlan {
-                    expect: None,
-                    target: Target::Name(name),
-                    known: Vec::new(),
-                    skip: self.members.me().addrs.clone(),
-                    resolver: self.resolver.clone(),
-                    port: self.settings.port,
-                    source: self.settings.listen,
-                    connect_timeout: self.settings.connect_timeout,
-                    local: Arc::clone(&self.local),
-                });
+                let skip = self.members.me().addrs.clone();
+                let attempt = dial(self.dial_plan(None, Target::Name(name), Vec::new(), skip));
                 self.schedule.start(c, now, attempt);
                 continue;
             }
@@ -704,18 +695,29 @@ impl<R: Resolve> Rendezvous<R> {
                 Some(r) if r.state != State::Alive => continue,
                 _ => Vec::new(),
             };
-            let attempt = dial(DialPlan {
-                expect: Some(c),
-                target: self.settings.peers[c as usize].target.clone(),
-                known,
-                skip: Vec::new(),
-                resolver: self.resolver.clone(),
-                port: self.settings.port,
-                source: self.settings.listen,
-                connect_timeout: self.settings.connect_timeout,
-                local: Arc::clone(&self.local),
-            });
+            let target = self.settings.peers[c as usize].target.clone();
+            let attempt = dial(self.dial_plan(Some(c), target, known, Vec::new()));
             self.schedule.start(c, now, attempt);
+        }
+    }
+
+    fn dial_plan(
+        &self,
+        expect: Option<u32>,
+        target: Target,
+        known: Vec<IpAddr>,
+        skip: Vec<IpAddr>,
+    ) -> DialPlan<R> {
+        DialPlan {
+            expect,
+            target,
+            known,
+            skip,
+            resolver: self.resolver.clone(),
+            port: self.settings.port,
+            source: self.settings.listen,
+            connect_timeout: self.settings.connect_timeout,
+            local: Arc::clone(&self.local),
         }
     }
 

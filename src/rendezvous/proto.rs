@@ -445,15 +445,20 @@ fn put_addrs(out: &mut Vec<u8>, addrs: &[IpAddr]) {
     let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
     out.push(addrs.len() as u8);
     for addr in addrs {
-        match addr {
-            IpAddr::V4(a) => {
-                out.push(4);
-                out.extend_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                out.push(6);
-                out.extend_from_slice(&a.octets());
-            }
+        put_addr(out, addr);
+    }
+}
+
+/// An address as the protocol writes it: family byte, then the bytes.
+pub fn put_addr(out: &mut Vec<u8>, addr: &IpAddr) {
+    match addr {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
         }
     }
 }
