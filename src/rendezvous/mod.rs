@@ -427,6 +427,8 @@ pub struct Rendezvous<R> {
     fallback: Option<u32>,
     /// When a dial through the Service's record may be tried again.
     service_retry: Option<Instant>,
+    /// Since when this pod has had no link (its start, at first).
+    isolated_since: Instant,
     released: Option<Duration>,
     accept_pause: Option<(Instant, Duration)>,
     /// Authenticated rejections already logged, by peer and reason, and
@@ -504,6 +506,7 @@ impl<R: Resolve> Rendezvous<R> {
             extra: 0,
             fallback: None,
             service_retry: None,
+            isolated_since: start,
             released: None,
             accept_pause: None,
             logged: HashSet::new(),
@@ -608,8 +611,13 @@ impl<R: Resolve> Rendezvous<R> {
             return;
         }
         let want = self.topology.wanted(self.world());
+        // Links, plus dials expected to become links: a known address not
+        // yet failing, or a name's first attempt. A candidate whose attempts
+        // fail no longer counts, so the walk widens by one candidate per
+        // failure, never to every name at once.
         let mut have = 0;
-        let mut dns_slots = match self.topology {
+        let mut linked = Vec::new();
+        let mut unknown_budget = match self.topology {
             Topology::Mesh => usize::MAX,
             Topology::Tree => want + 1,
         };
@@ -622,30 +630,36 @@ impl<R: Resolve> Rendezvous<R> {
             walked = pos + 1;
             if self.by_index.contains_key(&c) {
                 have += 1;
+                linked.push(c);
                 continue;
             }
+            let failures = self.dials[c as usize].failures;
             match self.members.current(c).map(|r| r.state) {
                 Some(State::Alive) => {
                     self.ensure_dial(c, now);
-                    if self.dials[c as usize].failures < SUSPECT_AFTER {
+                    if failures < SUSPECT_AFTER {
                         have += 1;
                     }
                 }
                 Some(State::Dead | State::Left) => {}
                 None => {
-                    if dns_slots == 0 {
+                    if unknown_budget == 0 {
                         break;
                     }
-                    dns_slots -= 1;
+                    unknown_budget -= 1;
                     self.ensure_dial(c, now);
+                    if failures == 0 {
+                        have += 1;
+                    }
                 }
             }
         }
-        // Alone, and no name led anywhere yet: look the Service up, which
-        // names every pod that exists, whatever a cache says of each name.
+        // Alone for a whole interval, and no name led anywhere: look the
+        // Service up, which names every pod that exists, whatever a cache
+        // says of each name.
         if self.links.is_empty()
             && self.settings.service.is_some()
-            && self.dials.iter().any(|d| d.failures > 0)
+            && now.saturating_duration_since(self.isolated_since) >= self.settings.interval
             && !self.schedule.is_running(SERVICE)
             && !self.schedule.is_queued(SERVICE)
         {
@@ -661,8 +675,29 @@ impl<R: Resolve> Rendezvous<R> {
                     .current(c)
                     .is_none_or(|r| r.state == State::Alive)
             {
+                self.fallback = Some(c);
                 self.ensure_dial(c, now);
             }
+        }
+        if self.topology == Topology::Tree && linked.len() >= want {
+            self.shed(&linked);
+        }
+    }
+
+    /// With its best uplinks in place, a pod closes the other links it
+    /// dialed itself (fallbacks taken while its ancestors were missing), so
+    /// that the lowest indices do not keep a link from every pod that once
+    /// needed a way in. Links others dialed are theirs to keep.
+    fn shed(&mut self, keep: &[u32]) {
+        let me = self.settings.index;
+        let extra: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.dialer.0 == me && !l.closing && !keep.contains(&l.index))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in extra {
+            self.close_link(id, Some(Bye::Unneeded));
         }
     }
 
@@ -1053,6 +1088,9 @@ impl<R: Resolve> Rendezvous<R> {
                 let Some(state) = self.links.remove(&id) else {
                     return;
                 };
+                if self.links.is_empty() {
+                    self.isolated_since = Instant::now();
+                }
                 if self.by_index.get(&state.index) == Some(&id) {
                     self.by_index.remove(&state.index);
                 }

@@ -140,6 +140,14 @@ async fn link(a: &mut Rendezvous<NoDns>, b: &mut Rendezvous<NoDns>, gate: Option
     b.adopt(rb.expect("listener handshake"), false);
 }
 
+/// Runs `r`, which cannot finish, for half a second.
+async fn for_a_while(r: &mut Rendezvous<NoDns>) {
+    tokio::select! {
+        _ = r.run() => unreachable!("this world never completes"),
+        _ = sleep(SEC / 2) => {}
+    }
+}
+
 /// Runs `r` until it finishes; returns when, relative to `t0`.
 async fn finish(r: &mut Rendezvous<NoDns>, t0: Instant) -> Duration {
     r.run().await;
@@ -353,5 +361,33 @@ async fn a_link_the_peer_never_finished_is_no_death() {
         a.members.current(1).unwrap().state,
         State::Alive,
         "no obituary for a peer that never finished its handshake"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tree_pod_sheds_the_fallback_links_it_dialed_once_its_uplinks_exist() {
+    // World 20 (a tree): pod 9's parent is 2, its grandparent 0. It first
+    // got in through pod 5 (a fallback), then reached its ancestors.
+    let mut p9 = pod(9, 20, 1);
+    let mut p5 = pod(5, 20, 1);
+    let mut p2 = pod(2, 20, 1);
+    let mut p0 = pod(0, 20, 1);
+    link(&mut p9, &mut p5, None).await;
+    link(&mut p9, &mut p2, None).await;
+    link(&mut p9, &mut p0, None).await;
+    tokio::join!(
+        for_a_while(&mut p9),
+        for_a_while(&mut p5),
+        for_a_while(&mut p2),
+        for_a_while(&mut p0)
+    );
+    let mut kept: Vec<u32> = p9.by_index.keys().copied().collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [0, 2], "the fallback link to pod 5 was shed");
+    assert!(!p5.by_index.contains_key(&9));
+    assert_eq!(
+        p5.members.current(9).unwrap().state,
+        State::Alive,
+        "a shed link is a goodbye, not a death"
     );
 }
