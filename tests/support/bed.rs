@@ -512,6 +512,13 @@ impl Bed {
         self.reload_records();
     }
 
+    /// Adds many arbitrary records with one reload of the cluster DNS (a
+    /// thousand [`Bed::add_record`] calls would cost a thousand reloads).
+    pub fn add_records(&mut self, records: &[(String, IpAddr)]) {
+        self.records.extend(records.iter().cloned());
+        self.reload_records();
+    }
+
     fn hosts_path(&self) -> PathBuf {
         self.dir.join("dns-records")
     }
