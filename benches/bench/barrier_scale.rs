@@ -484,14 +484,27 @@ pub fn run_one(k: &Knobs, n: usize, dns: Dns) -> FleetResult {
         r.rss_kb_max = rss.iter().copied().fold(0.0, f64::max);
         r.rss_kb_median = median(&mut rss);
     }
-    // One `peer met` line per direct link a process adopted.
-    let links: Vec<usize> = (0..n)
-        .map(|i| {
-            std::fs::read_to_string(fleet.stderr_path(i))
-                .map(|t| t.lines().filter(|l| l.contains("peer met")).count())
-                .unwrap_or(0)
-        })
+    // One `peer met` line per direct link a process adopted; a `peer lost`
+    // line per link that ended without a goodbye, which counts the peer
+    // gone. No process of this bed dies before the release, so every such
+    // line is a live peer taken for dead.
+    let logs: Vec<String> = (0..n)
+        .map(|i| std::fs::read_to_string(fleet.stderr_path(i)).unwrap_or_default())
         .collect();
+    let count = |t: &str, needle: &str| t.lines().filter(|l| l.contains(needle)).count();
+    let links: Vec<usize> = logs.iter().map(|t| count(t, "peer met")).collect();
+    let lost: Vec<usize> = logs.iter().map(|t| count(t, "peer lost")).collect();
+    r.lost_lines = lost.iter().sum();
+    r.lost_procs = lost.iter().filter(|&&l| l > 0).count();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for q in &queries {
+        *by_name.entry(q.name.as_str()).or_default() += 1;
+    }
+    r.dns_names = by_name.len();
+    r.dns_top = by_name
+        .into_iter()
+        .max_by_key(|(name, c)| (*c, std::cmp::Reverse(*name)))
+        .map(|(name, c)| (name.to_string(), c));
     r.links_max = links.iter().copied().max().unwrap_or(0);
     r.links_mean = links.iter().sum::<usize>() as f64 / n as f64;
     r.links_argmax = links

@@ -167,6 +167,13 @@ pub struct FleetResult {
     pub dns_by_type: BTreeMap<String, usize>,
     /// UDP datagrams dropped for a full receive buffer in the DNS namespace.
     pub dns_drops: i64,
+    /// Distinct names asked for, and the most asked one with its count.
+    pub dns_names: usize,
+    pub dns_top: Option<(String, usize)>,
+    /// `peer lost` lines (a link ended without a goodbye: the peer counted
+    /// gone) in all logs, and how many processes logged one.
+    pub lost_lines: usize,
+    pub lost_procs: usize,
     /// `peer met` lines (direct links adopted) per process: max, mean, and
     /// the index with the most.
     pub links_max: usize,
@@ -196,7 +203,8 @@ impl FleetResult {
         let mut s = format!(
             "{} release {}, spawned in {:.1}s, converged after {}, {} DNS queries {:?} \
              ({} dropped), links/pod max {} (pod {}) mean {:.1}, CPU ms/pod median {:.1} max {:.1}, \
-             RSS MB median {:.1} max {:.1}, CPU after the last start {} (machine idle {})",
+             RSS MB median {:.1} max {:.1}, CPU after the last start {} (machine idle {}), \
+             {} names asked (most: {}), {} `peer lost` lines in {} processes",
             if self.ok { "ok" } else { "FAILED" },
             self.latency_s.map_or("–".into(), |l| format!(
                 "{l:.3}s (last exit: pod {:?})",
@@ -218,6 +226,12 @@ impl FleetResult {
                 .map_or("–".into(), |c| format!("{c:.3}s")),
             self.idle_frac
                 .map_or("–".into(), |f| format!("{:.0} %", f * 100.0)),
+            self.dns_names,
+            self.dns_top
+                .as_ref()
+                .map_or("–".into(), |(n, c)| format!("{n} × {c}")),
+            self.lost_lines,
+            self.lost_procs,
         );
         if !self.note.is_empty() {
             write!(s, " ({})", self.note).unwrap();
@@ -718,7 +732,10 @@ impl Report {
              UDP datagrams the DNS namespace dropped for a full receive buffer. *Links/pod* counts \
              the `peer met` lines of each process (one per direct link it adopted): the run's \
              largest and its mean. *CPU* and *RSS* are per process (wait4 rusage), as the run's \
-             median and its maximum. *Release CPU* is the CPU time all N processes used from the \
+             median and its maximum. *Peer lost* counts the `peer lost` lines of all processes \
+             (a link ended without a goodbye, so the peer was counted gone and everybody waited \
+             for its replacement) and the processes that logged one: no process of this bed dies \
+             before the release, so each is a live peer taken for dead. *Release CPU* is the CPU time all N processes used from the \
              last pod's start until the last exit (their totals at exit minus what the early ones \
              had used before, from /proc/<pid>/schedstat), and *idle* the share of the machine's \
              CPU time ({} core(s)) nobody used meanwhile: release CPU ÷ cores close to the \
@@ -729,12 +746,12 @@ impl Report {
         .unwrap();
         writeln!(
             w,
-            "| pods | DNS | ok | release (s) | release CPU (s) | idle | converged (s) | DNS queries | per pod | DNS drops | links/pod max | links/pod mean | CPU ms/pod median | CPU ms/pod max | RSS MB median | RSS MB max |"
+            "| pods | DNS | ok | release (s) | release CPU (s) | idle | converged (s) | DNS queries | per pod | DNS drops | peer lost: lines | peer lost: processes | links/pod max | links/pod mean | CPU ms/pod median | CPU ms/pod max | RSS MB median | RSS MB max |"
         )
         .unwrap();
         writeln!(
             w,
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )
         .unwrap();
         for (&key, runs) in &self.fleet {
@@ -744,7 +761,7 @@ impl Report {
             let per_pod = self.fleet_field(key, |r| Some(r.dns_total as f64 / n as f64));
             writeln!(
                 w,
-                "| {n} | {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {n} | {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 dns.label(),
                 runs.len(),
                 show(f(|r| r.latency_s), 3),
@@ -755,6 +772,8 @@ impl Report {
                 show(f(|r| Some(r.dns_total as f64)), 0),
                 show(per_pod, 2),
                 show(f(|r| Some(r.dns_drops as f64)), 0),
+                show(f(|r| Some(r.lost_lines as f64)), 0),
+                show(f(|r| Some(r.lost_procs as f64)), 0),
                 show(f(|r| Some(r.links_max as f64)), 0),
                 show(f(|r| Some(r.links_mean)), 1),
                 show(f(|r| Some(r.cpu_ms_median)), 1),
@@ -764,9 +783,31 @@ impl Report {
             )
             .unwrap();
         }
+        writeln!(
+            w,
+            "\nEach run (who had the most links, who exited last, which name DNS was asked most):\n"
+        )
+        .unwrap();
         for (&(n, dns), runs) in &self.fleet {
-            for r in runs.iter().filter(|r| !r.ok) {
-                writeln!(w, "\n- failed run, {n} pods, {}: {}", dns.label(), r.note).unwrap();
+            for (i, r) in runs.iter().enumerate() {
+                let at = |x: Option<usize>| x.map_or("–".into(), |i| format!("pod {i}"));
+                writeln!(
+                    w,
+                    "- {n} pods, {}, run {}: {}{}; most links: {} ({}); last exit: {}; {} distinct \
+                     names asked, most: {}",
+                    dns.label(),
+                    i + 1,
+                    if r.ok { "ok" } else { "FAILED: " },
+                    if r.ok { "" } else { r.note.as_str() },
+                    at(r.links_argmax),
+                    r.links_max,
+                    at(r.slowest),
+                    r.dns_names,
+                    r.dns_top
+                        .as_ref()
+                        .map_or("–".into(), |(name, c)| format!("`{name}` × {c}")),
+                )
+                .unwrap();
             }
         }
         writeln!(w).unwrap();
@@ -1105,6 +1146,21 @@ impl Report {
                     ),
                 };
                 out.push(line);
+            }
+            if let Some(l) = self.fleet_field((n, dns), |r| Some(r.lost_procs as f64)) {
+                let ok = l.max == 0.0;
+                out.push((
+                    ok,
+                    format!(
+                        "protocol.md (no dead peer counted, and no live one): no live peer taken \
+                         for dead ({n} pods, barrier, {}): processes that logged `peer lost`, \
+                         median {:.0}, worst {:.0}: {}",
+                        dns.label(),
+                        l.median,
+                        l.max,
+                        verdict(ok)
+                    ),
+                ));
             }
             if let Some(d) = self.fleet_field((n, dns), |r| Some(r.dns_total as f64)) {
                 let ok = d.max <= 8.0 * n as f64;
