@@ -575,7 +575,22 @@ fn run_sidecar(k: &Knobs, sc: Scenario, rep: usize) -> RunResult {
     if r.ok && k.readmit {
         r.readmit = Some(readmit(&mut bed, k, sc, tier, &mut pods, &argv));
     }
-    // The kubelet's part once the workloads are done: SIGTERM to each sidecar.
+    // The kubelet's part once the workloads are done: SIGTERM to each
+    // sidecar. One that has already gone did not serve until stopped.
+    let early_exits: Vec<String> = pods
+        .iter()
+        .filter_map(|(i, p)| {
+            bed.proc(p.sidecar)
+                .exit()
+                .map(|e| format!("pod {i}: {}", e.describe()))
+        })
+        .collect();
+    if !early_exits.is_empty() {
+        r.fail(format!(
+            "sidecar(s) gone before SIGTERM: {}",
+            early_exits.join(", ")
+        ));
+    }
     for p in pods.values() {
         bed.proc(p.sidecar).signal(libc::SIGTERM);
     }
