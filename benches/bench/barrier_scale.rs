@@ -23,9 +23,11 @@
 //! processes are started straight into the namespace with setns(2) between
 //! fork and exec rather than through `ip netns exec`: no extra process and
 //! mount namespace per pod, and the start time taken before the spawn is
-//! the peergate exec's, not an `ip` command's. One reaper thread collects
-//! every exit with wait4(2) on the fleet's process group: exit time, CPU
-//! time and peak RSS without a wrapper process or a thread per process.
+//! the peergate exec's, not an `ip` command's. They are forked by one small
+//! launcher process whose single reaper thread collects every exit with
+//! wait4(2): exit time, CPU time and peak RSS without a wrapper process or
+//! a thread per process (see fleet.rs for why not from the benchmark
+//! process itself: its heap would count in every child's peak RSS).
 //!
 //! Run: records for pods 0..N-2 (and the Service's own name with each of
 //! their addresses) are published in one reload; pods 0..N-2 start; once
@@ -49,22 +51,15 @@
 //!   scheduler's and kubelets' tens of seconds; no image pull, no sandbox.
 
 use crate::Knobs;
+use crate::fleet::{Fleet, Reaped};
 use crate::latency::{Dns, progress_marker, wait_for_lines};
 use crate::report::{FleetResult, Report};
 use crate::scale::{peer_addr, snmp};
 use crate::support::bed::{Bed, BedConfig, Tier, run_ok};
-use crate::wrap::now_ns;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// peergate's own deadline: beyond anything the harness waits for, so a
@@ -75,6 +70,8 @@ const PG_TIMEOUT: &str = "300s";
 const CONVERGE_LIMIT: Duration = Duration::from_secs(240);
 /// Bound on the release after the last pod's start.
 const RELEASE_LIMIT: Duration = Duration::from_secs(60);
+/// Bound on starting the early pods.
+const SPAWN_LIMIT: Duration = Duration::from_secs(120);
 
 pub fn run_all(k: &Knobs, report: &mut Report) {
     let most = k.barrier_scale_reps;
@@ -94,209 +91,6 @@ pub fn run_all(k: &Knobs, report: &mut Report) {
             }
         }
         report.save_partial(&k.out);
-    }
-}
-
-/// How one process ended, as the reaper saw it.
-#[derive(Clone, Copy, Debug)]
-struct Reaped {
-    at_ns: u64,
-    /// Exit code, or 128 + signal.
-    code: i32,
-    cpu_us: u64,
-    maxrss_kb: u64,
-}
-
-/// N processes in one process group, reaped by one thread.
-struct Fleet {
-    netns: File,
-    dir: PathBuf,
-    /// Process group of the fleet (the first child's pid), 0 before it.
-    pgid: i32,
-    /// Per index: pid (0: not started) and start time.
-    pids: Vec<i32>,
-    starts: Vec<u64>,
-    exits: Arc<Mutex<HashMap<i32, Reaped>>>,
-    stop: Arc<AtomicBool>,
-    reaper: Option<JoinHandle<()>>,
-}
-
-impl Fleet {
-    fn new(ns: &str, dir: &Path, n: usize) -> Fleet {
-        let netns = File::open(Path::new("/run/netns").join(ns))
-            .unwrap_or_else(|e| panic!("open /run/netns/{ns}: {e}"));
-        std::fs::create_dir_all(dir).expect("fleet dir");
-        Fleet {
-            netns,
-            dir: dir.to_path_buf(),
-            pgid: 0,
-            pids: vec![0; n],
-            starts: vec![0; n],
-            exits: Arc::new(Mutex::new(HashMap::new())),
-            stop: Arc::new(AtomicBool::new(false)),
-            reaper: None,
-        }
-    }
-
-    fn stderr_path(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("p{i}.stderr"))
-    }
-
-    /// Starts process `i` inside the namespace, output to files.
-    fn spawn(&mut self, i: usize, argv: &[String]) -> std::io::Result<()> {
-        let out = File::create(self.dir.join(format!("p{i}.stdout")))?;
-        let err = File::create(self.stderr_path(i))?;
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(self.pgid);
-        let fd = self.netns.as_raw_fd();
-        // SAFETY: setns and prctl are plain syscalls, async-signal-safe;
-        // nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0
-                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let start = now_ns();
-        let child = cmd.spawn()?;
-        // The reaper owns the exit; dropping `child` neither waits nor kills.
-        let pid = child.id() as i32;
-        self.pids[i] = pid;
-        self.starts[i] = start;
-        if self.pgid == 0 {
-            self.pgid = pid;
-            self.start_reaper();
-        }
-        Ok(())
-    }
-
-    fn start_reaper(&mut self) {
-        let pgid = self.pgid;
-        let exits = Arc::clone(&self.exits);
-        let stop = Arc::clone(&self.stop);
-        self.reaper = Some(
-            std::thread::Builder::new()
-                .name("fleet-reaper".into())
-                .spawn(move || reap(pgid, &exits, &stop))
-                .expect("spawn the reaper thread"),
-        );
-    }
-
-    fn exit_of(&self, i: usize) -> Option<Reaped> {
-        let pid = self.pids[i];
-        (pid != 0)
-            .then(|| self.exits.lock().unwrap().get(&pid).copied())
-            .flatten()
-    }
-
-    fn started(&self) -> usize {
-        self.pids.iter().filter(|&&p| p != 0).count()
-    }
-
-    fn reaped(&self) -> usize {
-        self.exits.lock().unwrap().len()
-    }
-
-    /// Waits until every started process has been reaped, at most `limit`.
-    fn wait_all(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.reaped() < self.started() {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        true
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        {
-            // Under the lock the reaper cannot record an exit, so a pid not
-            // in the map is a child not yet reaped: still ours to kill.
-            let exits = self.exits.lock().unwrap();
-            for &pid in self.pids.iter().filter(|&&p| p != 0) {
-                if !exits.contains_key(&pid) {
-                    // SAFETY: kill(2) of our own unreaped child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let reaped_all = self.wait_all(Duration::from_secs(10));
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.reaper.take() {
-            if reaped_all {
-                let _ = h.join();
-            } else {
-                eprintln!("bench: some fleet processes survived SIGKILL; reaper left running");
-            }
-        }
-    }
-}
-
-/// The reaper: wait4 on the fleet's process group (so it never takes the
-/// exit of a process the bed or its helpers wait for), until told to stop
-/// and no child of the group is left. Raised priority: the exit time is
-/// stamped when wait4 returns, and the measured processes compete for CPU.
-fn reap(pgid: i32, exits: &Mutex<HashMap<i32, Reaped>>, stop: &AtomicBool) {
-    // SAFETY: plain syscalls on this thread.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, -10);
-    }
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: an all-zero rusage is valid; wait4 overwrites it.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 with valid out-pointers.
-        let pid = unsafe { libc::wait4(-pgid, &mut status, 0, &mut ru) };
-        if pid > 0 {
-            let at_ns = now_ns();
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
-            let us = |t: libc::timeval| (t.tv_sec * 1_000_000 + t.tv_usec) as u64;
-            exits.lock().unwrap().insert(
-                pid,
-                Reaped {
-                    at_ns,
-                    code,
-                    cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
-                    maxrss_kb: ru.ru_maxrss as u64,
-                },
-            );
-            continue;
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            // No child in the group right now (all exited, or the last pod
-            // not started yet).
-            Some(libc::ECHILD) => {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            _ => {
-                eprintln!("bench: fleet reaper: wait4: {err}");
-                return;
-            }
-        }
     }
 }
 
@@ -377,17 +171,27 @@ pub fn run_one(k: &Knobs, n: usize, dns: Dns) -> FleetResult {
         .collect()
     };
     let argvs: Vec<Vec<String>> = (0..n).map(argv).collect();
-    let mut fleet = Fleet::new(&pod.ns, &bed.dir.join("fleet"), n);
     let mut r = FleetResult {
         ok: true,
         ..FleetResult::default()
     };
-    let t0 = Instant::now();
-    for (i, argv) in argvs.iter().enumerate().take(late) {
-        if let Err(e) = fleet.spawn(i, argv) {
-            r.fail(format!("spawning pod {i}: {e}"));
+    let mut fleet = match Fleet::start(&pod.ns, &bed.dir.join("fleet"), n) {
+        Ok(f) => f,
+        Err(e) => {
+            r.fail(format!("starting the launcher: {e}"));
             return r;
         }
+    };
+    for (i, argv) in argvs.iter().enumerate() {
+        if let Err(e) = fleet.write_argv(i, argv) {
+            r.fail(format!("writing pod {i}'s argv: {e}"));
+            return r;
+        }
+    }
+    let t0 = Instant::now();
+    if let Err(e) = fleet.spawn(0, late, SPAWN_LIMIT) {
+        r.fail(format!("spawning the early pods: {e}"));
+        return r;
     }
     r.spawn_s = t0.elapsed().as_secs_f64();
     let paths: Vec<PathBuf> = (0..late).map(|i| fleet.stderr_path(i)).collect();
@@ -424,9 +228,9 @@ pub fn run_one(k: &Knobs, n: usize, dns: Dns) -> FleetResult {
     // CPU the early pods used so far, and the machine's CPU counters: with
     // the totals at the end they tell how much CPU the release took, and
     // whether the machine had any to spare meanwhile.
-    let cpu_before: Vec<Option<u64>> = (0..late).map(|i| on_cpu_ns(fleet.pids[i])).collect();
+    let cpu_before: Vec<Option<u64>> = (0..late).map(|i| on_cpu_ns(fleet.pid(i))).collect();
     let stat_before = cpu_ticks();
-    if let Err(e) = fleet.spawn(late, &argvs[late]) {
+    if let Err(e) = fleet.spawn(late, n, SPAWN_LIMIT) {
         r.fail(format!("spawning the last pod: {e}"));
         return r;
     }
@@ -514,7 +318,7 @@ pub fn run_one(k: &Knobs, n: usize, dns: Dns) -> FleetResult {
         .map(|(i, _)| i);
     if r.ok {
         let last_exit = got.iter().map(|e| e.at_ns).max().unwrap_or(0);
-        r.latency_s = Some(last_exit.saturating_sub(fleet.starts[late]) as f64 / 1e9);
+        r.latency_s = Some(last_exit.saturating_sub(fleet.start_ns(late)) as f64 / 1e9);
         let slowest = (0..n).max_by_key(|&i| exits[i].map_or(0, |e| e.at_ns));
         r.slowest = slowest;
     } else {

@@ -72,6 +72,7 @@
 mod support;
 
 mod barrier_scale;
+mod fleet;
 mod latency;
 mod plot;
 mod report;
@@ -228,6 +229,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(wrap::FLAG) {
         wrap::main(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some(fleet::FLAG) {
+        fleet::launcher_main(&args[2..]);
     }
     if let Some(why) = support::prereq::missing().or_else(|| {
         support::prereq::which("fping")
