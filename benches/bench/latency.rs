@@ -245,20 +245,43 @@ pub fn progress_marker(pods: usize) -> String {
 }
 
 /// Waits until every file of `paths` contains `needle`, at most `limit`
-/// (polling; each file is read again only until it has the line). `gone(i)`
-/// says whether the process writing file `i` has exited: then it never
-/// will, and the wait ends. Returns the indices (into `paths`) still
-/// missing the line.
+/// (polling; each file is read from where the last read stopped, and no
+/// more once it has the line: at 1000 pods rereading whole logs ten times
+/// a second would take CPU from the pods). `gone(i)` says whether the
+/// process writing file `i` has exited: then it never will, and the wait
+/// ends. Returns the indices (into `paths`) still missing the line.
 pub fn wait_for_lines(
     paths: &[PathBuf],
     needle: &str,
     limit: Duration,
     gone: impl Fn(usize) -> bool,
 ) -> Vec<usize> {
+    use std::io::{Read, Seek, SeekFrom};
     let deadline = Instant::now() + limit;
+    // Per file: bytes read so far, and the tail of the last read (a line
+    // may be cut between two reads).
+    let mut read: Vec<(u64, Vec<u8>)> = vec![(0, Vec::new()); paths.len()];
     let mut missing: Vec<usize> = (0..paths.len()).collect();
+    let keep = needle.len().saturating_sub(1);
     loop {
-        missing.retain(|&i| !std::fs::read_to_string(&paths[i]).is_ok_and(|t| t.contains(needle)));
+        missing.retain(|&i| {
+            let (offset, tail) = &mut read[i];
+            let Ok(mut f) = std::fs::File::open(&paths[i]) else {
+                return true;
+            };
+            let mut buf = std::mem::take(tail);
+            let before = buf.len();
+            if f.seek(SeekFrom::Start(*offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+                *tail = buf;
+                return true;
+            }
+            *offset += (buf.len() - before) as u64;
+            let found = buf
+                .windows(needle.len().max(1))
+                .any(|w| w == needle.as_bytes());
+            *tail = buf[buf.len().saturating_sub(keep)..].to_vec();
+            !found
+        });
         if missing.is_empty() || Instant::now() > deadline || missing.iter().any(|&i| gone(i)) {
             return missing;
         }

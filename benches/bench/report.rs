@@ -785,7 +785,8 @@ impl Report {
         }
         writeln!(
             w,
-            "\nEach run (who had the most links, who exited last, which name DNS was asked most):\n"
+            "\nEach run (how long starting the early pods took, who had the most links, who \
+             exited last, which name DNS was asked most):\n"
         )
         .unwrap();
         for (&(n, dns), runs) in &self.fleet {
@@ -793,12 +794,13 @@ impl Report {
                 let at = |x: Option<usize>| x.map_or("–".into(), |i| format!("pod {i}"));
                 writeln!(
                     w,
-                    "- {n} pods, {}, run {}: {}{}; most links: {} ({}); last exit: {}; {} distinct \
-                     names asked, most: {}",
+                    "- {n} pods, {}, run {}: {}{}; early pods started within {:.1} s; most links: \
+                     {} ({}); last exit: {}; {} distinct names asked, most: {}",
                     dns.label(),
                     i + 1,
                     if r.ok { "ok" } else { "FAILED: " },
                     if r.ok { "" } else { r.note.as_str() },
+                    r.spawn_s,
                     at(r.links_argmax),
                     r.links_max,
                     at(r.slowest),
