@@ -1304,9 +1304,10 @@ impl Report {
                  no ARP, no CNI or conntrack, so loopback's round trip instead of a pod \
                  network's); all N processes share this machine's {} core(s), far worse CPU \
                  contention than pods spread over nodes; one source address for every DNS query; \
-                 dnsmasq (a cluster DNS and a `--neg-ttl` cache tier) instead of CoreDNS replicas \
-                 and NodeLocal DNSCache; pods started from a tight loop within seconds, without \
-                 scheduling, image pulls or sandboxes.\n",
+                 dnsmasq (a cluster DNS and a `--neg-ttl` cache tier, both at raised priority to \
+                 stand in for DNS servers with CPU of their own) instead of CoreDNS replicas \
+                 and NodeLocal DNSCache; pods started from a tight loop (a launcher at raised \
+                 priority) within seconds, without scheduling, image pulls or sandboxes.\n",
                 std::thread::available_parallelism().map_or(0, |n| n.get())
             )
             .unwrap();
