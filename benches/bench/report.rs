@@ -517,8 +517,10 @@ impl Report {
              and sidecar, every early pod has logged `N-1/N met`. It then starts {:.1} s{} later. \
              *Release* is the time from the late pod's first process start (gate, or sidecar) \
              until the last gate (or `peergate await`) of the job exits 0. {} repetitions, {} \
-             for 64 pods and more. *DNS* counts the queries received by the tier the pods query \
-             (the negative cache when present), all pods together, per run, until the release. \
+             for 64 pods and more. The negative cache is a dnsmasq with `--neg-ttl` and {} \
+             entries in front of the cluster DNS. *DNS* counts the queries received by the tier \
+             the pods query (the negative cache when present), all pods together, per run, until \
+             the release. \
              *CPU* is user+system time per pod (mean over the pods, children such as the seed \
              loop's `ping` included; for the sidecar, the sidecar process over its whole life up \
              to SIGTERM); *RSS* the largest peak RSS of any pod's gate (or sidecar) process. \
@@ -539,7 +541,8 @@ impl Report {
                 ""
             },
             self.reps,
-            self.reps_big
+            self.reps_big,
+            crate::latency::CACHE_SIZE
         )
         .unwrap();
         writeln!(
