@@ -1,5 +1,6 @@
-//! Benchmark of issue 7: peergate against the tutorial's seed loop and fping,
-//! on the e2e bed (network namespaces, a bridge, dnsmasq tiers).
+//! Benchmark of issues 7, 11 and 12: peergate against the tutorial's seed
+//! loop and fping, on the e2e bed (network namespaces, a bridge, dnsmasq
+//! tiers), and peergate's barrier at scale.
 //!
 //! Run as root with the bed's Debian tools plus fping:
 //!
@@ -7,23 +8,39 @@
 //! cargo bench --bench bench
 //! ```
 //!
-//! It measures two things, every contender in the same run:
+//! It measures, every contender in the same run:
 //!
-//! * Release latency: N pods (3, 16, 64) of which the last starts late (2 s
-//!   plus a per-repetition fraction of a second after the others' gates have all started; their sandboxes and DNS
-//!   records exist before the first gate starts), with plain cluster DNS and behind a
+//! * Release latency (latency.rs): N pods (3, 16, 64) of which the last
+//!   starts late (2 s plus a per-repetition fraction of a second after the
+//!   others are all waiting for it; their sandboxes and DNS records exist
+//!   before the first gate starts), with plain cluster DNS and behind a
 //!   negative-cache tier of 5 s and of 30 s. Contenders: the seed loop
 //!   (tests/seed_loop.sh), peergate ping mode (`--peers N`, default flags),
-//!   peergate barrier mode (`--mode barrier --token T`). Per run: time from
-//!   the late pod's gate process start until the last gate exits 0, DNS
+//!   peergate barrier mode (`--mode barrier --token T`), and peergate as a
+//!   native sidecar (`--mode barrier --serve` plus `peergate await`, the
+//!   release being the last await's exit). Per run: time from the late
+//!   pod's first process start until the last gate (await) exits 0, DNS
 //!   queries received by the tier the pods talk to, CPU time and peak RSS.
-//! * Scale: one pod checking 1000 peers that are all up (1000 addresses in a
-//!   peer namespace behind the bridge, 1000 records in dnsmasq): peergate
-//!   `--peers 1000`, fping (default and `-i 1`) and the seed loop.
+//!   Sidecar runs then replace one pod and time its re-admission, and stop
+//!   every sidecar with SIGTERM (each must exit 0).
+//! * Ping mode at scale (scale.rs): one pod checking N peers that are all
+//!   up (N addresses in a peer namespace behind the bridge, N records in
+//!   dnsmasq): peergate `--peers N`, fping (default and `-i 1`), the seed
+//!   loop, and peergate `--hosts` with the N FQDNs (`--ip-family auto`
+//!   without a kubelet line, and `ipv4`).
+//! * Barrier at scale (barrier_scale.rs): N barrier processes (64, 256,
+//!   1000) on a lean bed (one namespace, one loopback address per pod), the
+//!   last one late: release latency, DNS queries, links per pod, CPU, RSS.
 //!
-//! Every gate runs under a small rusage wrapper (this binary re-executed with
-//! `--rusage-wrap`), which records CLOCK_MONOTONIC start and end, user and
-//! system CPU time and peak RSS from wait4(2).
+//! Every gate of the latency runs runs under a small rusage wrapper (this
+//! binary re-executed with `--rusage-wrap`), which records CLOCK_MONOTONIC
+//! start and end, user and system CPU time and peak RSS from wait4(2).
+//!
+//! The binary measured is, unless PEERGATE_BENCH_BIN says otherwise, the
+//! static release binary of the image, built from this tree by
+//! `images/static-build.sh` when the benchmark starts (cargo rebuilds it
+//! only when the tree changed). results.md names the binary, whether it is
+//! static, its `--version`, and the commit of the tree.
 //!
 //! Knobs (environment):
 //!
@@ -31,23 +48,31 @@
 //! |-------------------------------|------------------|-------------------------------------------|
 //! | PEERGATE_BENCH_REPS           | 5                | repetitions per scenario and contender    |
 //! | PEERGATE_BENCH_REPS_64        | PEERGATE_BENCH_REPS | repetitions for scenarios of >= 64 pods |
-//! | PEERGATE_BENCH_PODS           | 3,16,64          | job sizes                                 |
+//! | PEERGATE_BENCH_PODS           | 3,16,64          | job sizes of the latency runs (empty: skip them) |
 //! | PEERGATE_BENCH_DNS            | plain,neg5,neg30 | DNS setups (`negN`: N s negative cache)   |
-//! | PEERGATE_BENCH_CONTENDERS     | seed,ping,barrier| latency contenders                        |
+//! | PEERGATE_BENCH_CONTENDERS     | seed,ping,barrier,sidecar | latency contenders               |
+//! | PEERGATE_BENCH_READMIT        | 1                | 0: sidecar runs skip the re-admission of a replaced pod |
 //! | PEERGATE_BENCH_LATE           | 2                | seconds the last pod starts late (plus the jitter) |
 //! | PEERGATE_BENCH_JITTER         | 1                | 0: no per-repetition fraction of a second added to the late start |
 //! | PEERGATE_BENCH_STAGGER        | 0                | 1: each early gate starts before the next pod exists |
-//! | PEERGATE_BENCH_SCALE          | 1000             | peers of the scale run (0: skip it)       |
-//! | PEERGATE_BENCH_SCALE_REPS     | PEERGATE_BENCH_REPS | repetitions of the scale run           |
-//! | PEERGATE_BENCH_HOLD           | unset            | keep the scale bed up N s before its runs (profiling by hand) |
+//! | PEERGATE_BENCH_BARRIER_SCALE  | 64,256,1000      | pods of the barrier scale runs (0: skip them) |
+//! | PEERGATE_BENCH_BARRIER_SCALE_REPS | PEERGATE_BENCH_REPS | repetitions of each barrier scale size |
+//! | PEERGATE_BENCH_BARRIER_SCALE_DNS | neg30         | DNS setups of the barrier scale runs      |
+//! | PEERGATE_BENCH_SCALE          | 64,256,1000      | peers of the ping scale runs (0: skip them) |
+//! | PEERGATE_BENCH_SCALE_REPS     | PEERGATE_BENCH_REPS | repetitions of each ping scale size    |
+//! | PEERGATE_BENCH_SCALE_CONTENDERS | peers,fping1,seed,fping,peers128,hosts-auto,hosts-v4 | ping scale contenders |
+//! | PEERGATE_BENCH_HOLD           | unset            | keep the ping scale bed up N s before its runs (profiling by hand) |
 //! | PEERGATE_BENCH_OUT            | docs/bench       | where results.md and latency.svg go       |
-//! | PEERGATE_BENCH_BIN            | cargo's build for the host | peergate binary to measure (the image's static one: `images/static-build.sh` prints its path) |
+//! | PEERGATE_BENCH_BIN            | the static release build | peergate binary to measure: a path, or `cargo` for cargo's build of this bench (`CARGO_BIN_EXE_peergate`, dynamically linked) |
 //!
-//! Not a test: nothing here asserts a time. Targets are reported as ratios.
+//! Not a test: nothing here asserts a time. Targets are reported with the
+//! median and the worst run.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod barrier_scale;
+mod fleet;
 mod latency;
 mod plot;
 mod report;
@@ -67,10 +92,17 @@ pub struct Knobs {
     pub late_s: f64,
     pub stagger: bool,
     pub late_jitter: bool,
-    pub scale: usize,
+    pub readmit: bool,
+    pub barrier_scale: Vec<usize>,
+    pub barrier_scale_reps: usize,
+    pub barrier_scale_dns: Vec<latency::Dns>,
+    pub scale: Vec<usize>,
     pub scale_reps: usize,
+    pub scale_contenders: Vec<scale::ScaleContender>,
     pub out: PathBuf,
     pub peergate: PathBuf,
+    /// Where the binary came from, for the report.
+    pub bin_origin: String,
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -101,9 +133,7 @@ impl Knobs {
         Knobs {
             reps,
             reps_big: parse_num("PEERGATE_BENCH_REPS_64", &reps_s),
-            pods: parse_list("PEERGATE_BENCH_PODS", "3,16,64", |s| {
-                s.parse().ok().filter(|&n: &usize| n >= 2)
-            }),
+            pods: sizes("PEERGATE_BENCH_PODS", "3,16,64"),
             dns: parse_list(
                 "PEERGATE_BENCH_DNS",
                 "plain,neg5,neg30",
@@ -111,20 +141,86 @@ impl Knobs {
             ),
             contenders: parse_list(
                 "PEERGATE_BENCH_CONTENDERS",
-                "seed,ping,barrier",
+                "seed,ping,barrier,sidecar",
                 latency::Contender::parse,
             ),
             late_s: parse_num("PEERGATE_BENCH_LATE", "2"),
             stagger: env_or("PEERGATE_BENCH_STAGGER", "0") == "1",
             late_jitter: env_or("PEERGATE_BENCH_JITTER", "1") == "1",
-            scale: parse_num("PEERGATE_BENCH_SCALE", "1000"),
+            readmit: env_or("PEERGATE_BENCH_READMIT", "1") != "0",
+            barrier_scale: sizes("PEERGATE_BENCH_BARRIER_SCALE", "64,256,1000"),
+            barrier_scale_reps: parse_num("PEERGATE_BENCH_BARRIER_SCALE_REPS", &reps_s),
+            barrier_scale_dns: parse_list(
+                "PEERGATE_BENCH_BARRIER_SCALE_DNS",
+                "neg30",
+                latency::Dns::parse,
+            ),
+            scale: sizes("PEERGATE_BENCH_SCALE", "64,256,1000"),
             scale_reps: parse_num("PEERGATE_BENCH_SCALE_REPS", &reps_s),
+            scale_contenders: parse_list(
+                "PEERGATE_BENCH_SCALE_CONTENDERS",
+                "peers,fping1,seed,fping,peers128,hosts-auto,hosts-v4",
+                scale::ScaleContender::parse,
+            ),
             out: std::env::var_os("PEERGATE_BENCH_OUT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| manifest.join("docs/bench")),
-            peergate: std::env::var_os("PEERGATE_BENCH_BIN")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_peergate"))),
+            peergate: PathBuf::new(),
+            bin_origin: String::new(),
+        }
+    }
+}
+
+/// A list of sizes; `0` alone (or an empty list) means none.
+fn sizes(name: &str, default: &str) -> Vec<usize> {
+    let v: Vec<usize> = parse_list(name, default, |s| s.parse().ok());
+    if v == [0] {
+        return Vec::new();
+    }
+    assert!(
+        v.iter().all(|&n| n >= 2),
+        "{name}: sizes must be >= 2 (or 0 alone to skip)"
+    );
+    v
+}
+
+/// The peergate binary to measure and where it came from. Default: the
+/// static release binary, built from this tree by images/static-build.sh
+/// (the one the image ships). If that build fails the benchmark stops:
+/// figures of another binary must be asked for (PEERGATE_BENCH_BIN).
+fn choose_binary() -> (PathBuf, String) {
+    match std::env::var("PEERGATE_BENCH_BIN") {
+        Ok(v) if v == "cargo" => (
+            PathBuf::from(env!("CARGO_BIN_EXE_peergate")),
+            "cargo's build of this benchmark's tree (PEERGATE_BENCH_BIN=cargo; \
+             not the image's static binary)"
+                .into(),
+        ),
+        Ok(v) if !v.is_empty() => (
+            PathBuf::from(v),
+            "given by PEERGATE_BENCH_BIN (not checked against the tree)".into(),
+        ),
+        _ => {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("images/static-build.sh");
+            eprintln!(
+                "bench: building the static release binary ({})",
+                script.display()
+            );
+            let out = std::process::Command::new(&script)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("bench: cannot run {}: {e}", script.display()));
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert!(
+                out.status.success() && !path.is_empty(),
+                "bench: {} failed ({}); set PEERGATE_BENCH_BIN to a binary, or to `cargo`",
+                script.display(),
+                out.status
+            );
+            (
+                PathBuf::from(path),
+                "built from this tree by images/static-build.sh when the benchmark started".into(),
+            )
         }
     }
 }
@@ -133,6 +229,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(wrap::FLAG) {
         wrap::main(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some(fleet::FLAG) {
+        fleet::launcher_main(&args[2..]);
     }
     if let Some(why) = support::prereq::missing().or_else(|| {
         support::prereq::which("fping")
@@ -145,13 +244,24 @@ fn main() {
         eprintln!("SKIPPED bench: {why}");
         return;
     }
-    let knobs = Knobs::from_env();
-    eprintln!("bench: peergate binary {}", knobs.peergate.display());
+    let mut knobs = Knobs::from_env();
+    (knobs.peergate, knobs.bin_origin) = choose_binary();
+    eprintln!(
+        "bench: peergate binary {} ({})",
+        knobs.peergate.display(),
+        knobs.bin_origin
+    );
     let started = Instant::now();
     let mut report = report::Report::new(&knobs);
     latency::run_all(&knobs, &mut report);
-    if knobs.scale > 0 {
+    // The ping scale runs (tens of milliseconds) before the barrier scale
+    // runs, whose thousand processes and namespace the kernel keeps
+    // tearing down for a while after each run.
+    if !knobs.scale.is_empty() {
         scale::run_all(&knobs, &mut report);
+    }
+    if !knobs.barrier_scale.is_empty() {
+        barrier_scale::run_all(&knobs, &mut report);
     }
     report.finish(started.elapsed());
     let md = report.markdown();

@@ -16,6 +16,7 @@ fn colour(c: Contender) -> RGBColor {
         Contender::Seed => RGBColor(140, 140, 140),
         Contender::Ping => RGBColor(31, 119, 180),
         Contender::Barrier => RGBColor(255, 127, 14),
+        Contender::Sidecar => RGBColor(44, 160, 44),
     }
 }
 

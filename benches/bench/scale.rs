@@ -1,4 +1,6 @@
-//! Scale run: one pod checks N peers that are all up.
+//! Scale run: one pod checks N peers that are all up (N from
+//! PEERGATE_BENCH_SCALE, e.g. 64, 256, 1000; one bed holds the largest and
+//! smaller runs use its first N peers).
 //!
 //! Topology (inside the bed, nothing in the root namespace):
 //!
@@ -12,9 +14,15 @@
 //! is the pod itself. The peer namespace answers echo requests for every
 //! address on its loopback, so one neighbour entry (the peer
 //! namespace's bridge address) serves all of them.
+//!
+//! Contenders ([`ScaleContender`]): peergate `--peers N` (the Job way, with
+//! the kubelet's hosts line), fping, the seed loop, and peergate `--hosts`
+//! with the N FQDNs and `--probe icmp` (the standalone way): once with
+//! `--ip-family auto` and a hosts file without a kubelet line (so `auto`
+//! has to decide without one), once with `--ip-family ipv4`.
 
 use crate::Knobs;
-use crate::report::{Report, RunResult, SCALE_CONTENDERS};
+use crate::report::{Report, RunResult};
 use crate::support::bed::{Bed, BedConfig, PodCommand, Tier, run_ok};
 use crate::wrap::{self, Usage};
 use std::fmt::Write as _;
@@ -23,14 +31,79 @@ use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn peer_addr(i: usize) -> Ipv4Addr {
+/// One contender of the scale run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ScaleContender {
+    Peers,
+    Fping1,
+    Seed,
+    Fping,
+    Peers128,
+    HostsAuto,
+    HostsV4,
+}
+
+impl ScaleContender {
+    /// Names for PEERGATE_BENCH_SCALE_CONTENDERS.
+    pub fn parse(s: &str) -> Option<ScaleContender> {
+        Some(match s {
+            "peers" => ScaleContender::Peers,
+            "fping1" => ScaleContender::Fping1,
+            "seed" => ScaleContender::Seed,
+            "fping" => ScaleContender::Fping,
+            "peers128" => ScaleContender::Peers128,
+            "hosts-auto" => ScaleContender::HostsAuto,
+            "hosts-v4" => ScaleContender::HostsV4,
+            _ => return None,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ScaleContender::Peers => "peergate --peers N",
+            ScaleContender::Fping1 => "fping -i 1",
+            ScaleContender::Seed => "seed loop",
+            ScaleContender::Fping => "fping (default -i 10)",
+            ScaleContender::Peers128 => "peergate --peers N --concurrency 128",
+            ScaleContender::HostsAuto => {
+                "peergate --hosts (N FQDNs) --probe icmp --ip-family auto, no kubelet line"
+            }
+            ScaleContender::HostsV4 => "peergate --hosts (N FQDNs) --probe icmp --ip-family ipv4",
+        }
+    }
+
+    pub fn short(self) -> &'static str {
+        match self {
+            ScaleContender::Peers => "peers",
+            ScaleContender::Fping1 => "fping1",
+            ScaleContender::Seed => "seed",
+            ScaleContender::Fping => "fping",
+            ScaleContender::Peers128 => "peers128",
+            ScaleContender::HostsAuto => "hosts-auto",
+            ScaleContender::HostsV4 => "hosts-v4",
+        }
+    }
+}
+
+/// A hosts file as on a machine outside Kubernetes: no line for this host.
+const STANDALONE_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// Longest single argument the kernel accepts (MAX_ARG_STRLEN).
+const MAX_ARG: usize = 32 * 4096;
+
+pub fn peer_addr(i: usize) -> Ipv4Addr {
     assert!(i < 200 * 250, "scale run supports up to 50000 peers");
     Ipv4Addr::new(10, 250, (i / 200) as u8, (i % 200 + 1) as u8)
 }
 
 pub fn run_all(k: &Knobs, report: &mut Report) {
-    let n = k.scale;
-    assert!(n >= 2, "PEERGATE_BENCH_SCALE must be 0 (skip) or >= 2");
+    let Some(&n) = k.scale.iter().max() else {
+        return;
+    };
+    assert!(
+        k.scale.iter().all(|&n| n >= 2),
+        "PEERGATE_BENCH_SCALE: sizes must be >= 2 (0 alone skips the scale run)"
+    );
     let t = Instant::now();
     let mut bed = Bed::new(BedConfig {
         dns_up: false,
@@ -98,48 +171,91 @@ pub fn run_all(k: &Knobs, report: &mut Report) {
         );
         std::thread::sleep(Duration::from_secs(secs.min(1800)));
     }
-    let names: Vec<String> = (0..n).map(|i| format!("{}.", bed.fqdn(i))).collect();
-    for rep in 0..k.scale_reps {
-        for (c, label) in SCALE_CONTENDERS.iter().enumerate() {
-            let r = run_contender(&mut bed, k, c, rep, &names);
-            eprintln!(
-                "bench: scale rep {}/{} {label}: {}",
-                rep + 1,
-                k.scale_reps,
-                r.describe()
-            );
-            report.add_scale(c, r);
+    let pod_dir = bed.pod(0).expect("pod 0").dir.clone();
+    std::fs::write(pod_dir.join("standalone-hosts"), STANDALONE_HOSTS)
+        .expect("write standalone hosts file");
+    let mut sizes = k.scale.clone();
+    sizes.sort();
+    sizes.dedup();
+    for &size in &sizes {
+        let names: Vec<String> = (0..size).map(|i| format!("{}.", bed.fqdn(i))).collect();
+        for rep in 0..k.scale_reps {
+            for &c in &k.scale_contenders {
+                let r = run_contender(&mut bed, k, c, rep, &names);
+                eprintln!(
+                    "bench: scale {size} peers rep {}/{} {}: {}",
+                    rep + 1,
+                    k.scale_reps,
+                    c.label(),
+                    r.describe()
+                );
+                report.add_scale(size, c, r);
+            }
+            report.save_partial(&k.out);
         }
-        report.save_partial(&k.out);
     }
 }
 
-fn run_contender(bed: &mut Bed, k: &Knobs, c: usize, rep: usize, names: &[String]) -> RunResult {
+fn run_contender(
+    bed: &mut Bed,
+    k: &Knobs,
+    c: ScaleContender,
+    rep: usize,
+    names: &[String],
+) -> RunResult {
     let n = names.len();
     let pod = bed.pod(0).expect("pod 0").clone();
-    let name = format!("scale{c}r{rep}");
+    let name = format!("scale{n}-{}-r{rep}", c.short());
     let rusage = pod.dir.join(format!("{name}.rusage"));
+    let pg = k.peergate.display().to_string();
+    let hosts = |family: &str| -> Vec<String> {
+        // FQDNs as a user writes them (no trailing dot): five dots, so
+        // with ndots:5 a resolver tries each name as it is first.
+        let list = names
+            .iter()
+            .map(|n| n.trim_end_matches('.'))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(
+            list.len() < MAX_ARG,
+            "--hosts with {n} names is {} bytes, over the kernel's limit for one argument",
+            list.len()
+        );
+        vec![
+            pg.clone(),
+            "--hosts".into(),
+            list,
+            "--probe".into(),
+            "icmp".into(),
+            "--ip-family".into(),
+            family.into(),
+            "--hosts-file".into(),
+            pod.dir.join("standalone-hosts").display().to_string(),
+            "--timeout".into(),
+            "100s".into(),
+        ]
+    };
     let mut argv: Vec<String> = match c {
-        0 => vec![
-            k.peergate.display().to_string(),
+        ScaleContender::Peers => vec![
+            pg.clone(),
             "--peers".into(),
             n.to_string(),
             "--timeout".into(),
             "100s".into(),
         ],
-        1 => vec!["fping".into(), "-i".into(), "1".into()],
-        2 => vec![
+        ScaleContender::Fping1 => vec!["fping".into(), "-i".into(), "1".into()],
+        ScaleContender::Seed => vec![
             "bash".into(),
             crate::latency::seed_script(),
             bed.cfg.job.clone(),
             bed.cfg.subdomain.clone(),
             n.to_string(),
         ],
-        3 => vec!["fping".into()],
+        ScaleContender::Fping => vec!["fping".into()],
         // Default flags but half the concurrency: shows what the default
         // of 256 probes in flight costs (see the README's reading).
-        4 => vec![
-            k.peergate.display().to_string(),
+        ScaleContender::Peers128 => vec![
+            pg.clone(),
             "--peers".into(),
             n.to_string(),
             "--concurrency".into(),
@@ -147,9 +263,10 @@ fn run_contender(bed: &mut Bed, k: &Knobs, c: usize, rep: usize, names: &[String
             "--timeout".into(),
             "100s".into(),
         ],
-        _ => unreachable!("five scale contenders"),
+        ScaleContender::HostsAuto => hosts("auto"),
+        ScaleContender::HostsV4 => hosts("ipv4"),
     };
-    if matches!(c, 1 | 3) {
+    if matches!(c, ScaleContender::Fping1 | ScaleContender::Fping) {
         argv.extend(names.iter().cloned());
     }
     let before = bed.dns_queries(Tier::Cluster).len();
@@ -189,11 +306,11 @@ fn run_contender(bed: &mut Bed, k: &Knobs, c: usize, rep: usize, names: &[String
     r
 }
 
-type Snmp = std::collections::BTreeMap<String, i64>;
+pub type Snmp = std::collections::BTreeMap<String, i64>;
 
 /// Counters of /proc/net/snmp in namespace `ns` as `Proto:Name` → value
 /// (UDP receive-buffer drops at the DNS server, ICMP echoes of the pod).
-fn snmp(bed: &Bed, ns: &str) -> Snmp {
+pub fn snmp(bed: &Bed, ns: &str) -> Snmp {
     let text = bed.ns_exec(ns, &["cat", "/proc/net/snmp"]);
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Snmp::new();

@@ -62,6 +62,10 @@ pub struct BedConfig {
     pub neg_cache_ttl: Option<u32>,
     /// Start the cluster DNS when the bed is created (else: `start_dns`).
     pub dns_up: bool,
+    /// Entries of the negative-cache tier (`--cache-size`). A small cache
+    /// evicts entries long before their TTL once many pods query it
+    /// (CoreDNS's `cache` holds 9984 per kind by default).
+    pub cache_size: u32,
 }
 
 impl Default for BedConfig {
@@ -75,6 +79,7 @@ impl Default for BedConfig {
             dns_ttl: 5,
             neg_cache_ttl: None,
             dns_up: true,
+            cache_size: 1000,
         }
     }
 }
@@ -512,6 +517,13 @@ impl Bed {
         self.reload_records();
     }
 
+    /// Adds many arbitrary records with one reload of the cluster DNS (a
+    /// thousand [`Bed::add_record`] calls would cost a thousand reloads).
+    pub fn add_records(&mut self, records: &[(String, IpAddr)]) {
+        self.records.extend(records.iter().cloned());
+        self.reload_records();
+    }
+
     fn hosts_path(&self) -> PathBuf {
         self.dir.join("dns-records")
     }
@@ -608,7 +620,7 @@ impl Bed {
         args.extend(self.listen_args(2));
         args.push(format!("--server={}", self.tier_ip(1)));
         args.push(format!("--neg-ttl={ttl}"));
-        args.push("--cache-size=1000".into());
+        args.push(format!("--cache-size={}", self.cfg.cache_size));
         let p = self.spawn_dnsmasq("dns-cache", args);
         wait_log(&p, &log, "using nameserver", 0);
         self.cache = Some(p);
