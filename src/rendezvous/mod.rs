@@ -1205,9 +1205,11 @@ impl<R: Resolve> Rendezvous<R> {
 
     /// Tells the hand-off and the watchers.
     fn publish(&mut self) {
-        let outcome = self.outcome(Some(self.settings.index));
-        if let Some(f) = self.on_change.as_mut() {
-            f(&outcome);
+        if self.on_change.is_some() {
+            let outcome = self.outcome(Some(self.settings.index));
+            if let Some(f) = self.on_change.as_mut() {
+                f(&outcome);
+            }
         }
         self.status.send_modify(|s| {
             s.released = true;
