@@ -248,6 +248,31 @@ mod tests {
 
     const DELAY: Duration = Duration::from_millis(300);
 
+    /// A gate over `n` names served by the test server on `port`, where
+    /// resolving is enough, with `concurrency` attempts at once.
+    fn resolving_gate(
+        settings: &DnsSettings,
+        port: u16,
+        n: u32,
+        concurrency: usize,
+    ) -> Gate<Dns, Prober> {
+        let dns = Arc::new(Dns::with_port(settings, port).unwrap());
+        let peers: Vec<Peer> = (0..n)
+            .map(|i| Peer {
+                index: Some(i),
+                target: Target::Name(format!("job-{i}.svc.test.")),
+            })
+            .collect();
+        Gate::new(
+            peers,
+            None,
+            Some(dns),
+            Arc::new(Prober::Dns),
+            Duration::from_secs(1),
+            concurrency,
+        )
+    }
+
     #[tokio::test]
     async fn both_families_are_asked_at_once() {
         let (port, seen) = slow_server(DELAY).await;
@@ -272,21 +297,7 @@ mod tests {
     async fn both_families_do_not_halve_the_gates_concurrency() {
         for (family, per_attempt) in [(Family::V4, 1), (Family::Dual, 2)] {
             let (port, seen) = slow_server(DELAY).await;
-            let dns = Arc::new(Dns::with_port(&settings(family), port).unwrap());
-            let peers: Vec<Peer> = (0..8)
-                .map(|i| Peer {
-                    index: Some(i),
-                    target: Target::Name(format!("job-{i}.svc.test.")),
-                })
-                .collect();
-            let mut gate = Gate::new(
-                peers,
-                None,
-                Some(dns),
-                Arc::new(Prober::Dns),
-                Duration::from_secs(1),
-                4,
-            );
+            let mut gate = resolving_gate(&settings(family), port, 8, 4);
             tokio::time::timeout(Duration::from_secs(10), gate.run())
                 .await
                 .expect("every peer resolves");
@@ -302,22 +313,8 @@ mod tests {
     #[tokio::test]
     async fn lookups_in_flight_are_bounded() {
         let (port, seen) = slow_server(DELAY).await;
-        let dns = Arc::new(Dns::with_port(&settings(Family::V4), port).unwrap());
         let n = 2 * MAX_LOOKUPS as u32;
-        let peers: Vec<Peer> = (0..n)
-            .map(|i| Peer {
-                index: Some(i),
-                target: Target::Name(format!("job-{i}.svc.test.")),
-            })
-            .collect();
-        let mut gate = Gate::new(
-            peers,
-            None,
-            Some(dns),
-            Arc::new(Prober::Dns),
-            Duration::from_secs(1),
-            256,
-        );
+        let mut gate = resolving_gate(&settings(Family::V4), port, n, 256);
         let start = Instant::now();
         tokio::time::timeout(Duration::from_secs(10), gate.run())
             .await
