@@ -429,6 +429,9 @@ pub struct Rendezvous<R> {
     service_retry: Option<Instant>,
     /// Since when this pod has had no link (its start, at first).
     isolated_since: Instant,
+    /// Since when this pod has been the lowest index its side of the
+    /// job knows of, while some index is missing; `None` when it is not.
+    leading_since: Option<Instant>,
     released: Option<Duration>,
     accept_pause: Option<(Instant, Duration)>,
     /// Authenticated rejections already logged, by peer and reason, and
@@ -507,6 +510,7 @@ impl<R: Resolve> Rendezvous<R> {
             fallback: None,
             service_retry: None,
             isolated_since: start,
+            leading_since: Some(start),
             released: None,
             accept_pause: None,
             logged: HashSet::new(),
@@ -654,12 +658,16 @@ impl<R: Resolve> Rendezvous<R> {
                 }
             }
         }
-        // Alone for a whole interval, and no name led anywhere: look the
-        // Service up, which names every pod that exists, whatever a cache
-        // says of each name.
-        if self.links.is_empty()
+        // Look the Service up, which names every pod that exists whatever a
+        // cache says of each name, when this pod has been alone for a whole
+        // interval, or has led its side of the job for one while some index
+        // is missing. Records flood over links, so every connected group of
+        // pods (the job, or an island whose names are negatively cached
+        // where the others look) agrees on one leader, its lowest index:
+        // each group sweeps the Service once per interval, whatever its
+        // size, and dials only addresses it does not know.
+        if self.should_sweep(now)
             && self.settings.service.is_some()
-            && now.saturating_duration_since(self.isolated_since) >= self.settings.interval
             && !self.schedule.is_running(SERVICE)
             && !self.schedule.is_queued(SERVICE)
         {
@@ -682,6 +690,25 @@ impl<R: Resolve> Rendezvous<R> {
         if self.topology == Topology::Tree && linked.len() >= want {
             self.shed(&linked);
         }
+    }
+
+    /// Whether this pod should look for pods through the Service's record:
+    /// alone for an interval, or the lowest index it knows to have arrived
+    /// for an interval while some index is missing.
+    fn should_sweep(&mut self, now: Instant) -> bool {
+        let me = self.settings.index;
+        let leading = !self.members.all_arrived() && !(0..me).any(|i| self.members.arrived(i));
+        match (leading, self.leading_since) {
+            (false, _) => self.leading_since = None,
+            (true, None) => self.leading_since = Some(now),
+            (true, Some(_)) => {}
+        }
+        let alone = self.links.is_empty()
+            && now.saturating_duration_since(self.isolated_since) >= self.settings.interval;
+        let led = self
+            .leading_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.settings.interval);
+        alone || led
     }
 
     /// With its best uplinks in place, a pod closes the other links it
@@ -711,13 +738,15 @@ impl<R: Resolve> Rendezvous<R> {
     fn start_dials(&mut self, now: Instant) {
         while let Some(c) = self.schedule.next_due(now) {
             if c == SERVICE {
-                if !self.links.is_empty() {
-                    continue;
-                }
                 let Some(name) = self.settings.service.clone() else {
                     continue;
                 };
-                let skip = self.members.me().addrs.clone();
+                // Only addresses nobody on this side knows lead somewhere new.
+                let skip: Vec<IpAddr> = (0..self.world())
+                    .filter(|&i| self.members.arrived(i))
+                    .flat_map(|i| self.members.addrs(i).iter().copied())
+                    .chain(self.members.me().addrs.iter().copied())
+                    .collect();
                 let attempt = dial(self.dial_plan(None, Target::Name(name), Vec::new(), skip));
                 self.schedule.start(c, now, attempt);
                 continue;

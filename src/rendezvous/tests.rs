@@ -17,12 +17,24 @@ use tokio::time::{Instant, sleep};
 use super::*;
 
 /// Names never resolve: every dial fails without touching the network.
-struct NoDns;
+/// The names asked for are kept.
+#[derive(Default)]
+struct NoDns {
+    asked: Mutex<Vec<String>>,
+}
 
 impl Resolve for NoDns {
-    async fn resolve(&self, _name: &str) -> Result<Vec<IpAddr>, Cause> {
+    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, Cause> {
+        self.asked.lock().unwrap().push(name.to_string());
         Err(Cause::NxDomain)
     }
+}
+
+/// How many times `r` looked `name` up.
+fn asked(r: &Rendezvous<NoDns>, name: &str) -> usize {
+    let resolver = r.resolver.as_ref().expect("a resolver");
+    let asked = resolver.asked.lock().unwrap();
+    asked.iter().filter(|n| *n == name).count()
 }
 
 const SEC: Duration = Duration::from_secs(1);
@@ -32,6 +44,15 @@ fn ip(index: u32, generation: u8) -> IpAddr {
 }
 
 fn pod(index: u32, world: u32, generation: u8) -> Rendezvous<NoDns> {
+    pod_with_service(index, world, generation, None)
+}
+
+fn pod_with_service(
+    index: u32,
+    world: u32,
+    generation: u8,
+    service: Option<&str>,
+) -> Rendezvous<NoDns> {
     let settings = Settings {
         token: Some("uid-1".into()),
         job: "job".into(),
@@ -49,10 +70,10 @@ fn pod(index: u32, world: u32, generation: u8) -> Rendezvous<NoDns> {
         connect_timeout: SEC,
         concurrency: 8,
         serve: false,
-        service: None,
+        service: service.map(str::to_string),
     };
     let listener = listen(settings.listen, 0).expect("bind loopback");
-    Rendezvous::new(settings, listener, Some(Arc::new(NoDns))).unwrap()
+    Rendezvous::new(settings, listener, Some(Arc::new(NoDns::default()))).unwrap()
 }
 
 /// A pipe end whose reads can be held up, as if its process were frozen.
@@ -390,4 +411,43 @@ async fn a_tree_pod_sheds_the_fallback_links_it_dialed_once_its_uplinks_exist() 
         State::Alive,
         "a shed link is a goodbye, not a death"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_group_sweeps_the_service_once_through_its_lowest_pod() {
+    // World 20 (a tree), top late: 2 and 5 linked; 17 and 18 linked to
+    // each other only, an island nobody's names lead to (their ancestors'
+    // names and theirs are negatively cached). Each group's lowest pod
+    // looks the Service up once it has led for an interval; the others
+    // never do, and nobody waits to be alone for that.
+    const SVC: &str = "svc.";
+    let mut pods: Vec<_> = [2, 5, 17, 18]
+        .into_iter()
+        .map(|i| pod_with_service(i, 20, 1, Some(SVC)))
+        .collect();
+    let [p2, p5, p17, p18] = &mut pods[..] else {
+        unreachable!()
+    };
+    link(p5, p2, None).await;
+    link(p18, p17, None).await;
+    tokio::join!(
+        for_a_while(p2),
+        for_a_while(p5),
+        for_a_while(p17),
+        for_a_while(p18)
+    );
+    // 0.5 s: nobody has led for an interval yet.
+    assert_eq!(asked(p2, SVC) + asked(p17, SVC), 0);
+    for _ in 0..2 {
+        tokio::join!(
+            for_a_while(p2),
+            for_a_while(p5),
+            for_a_while(p17),
+            for_a_while(p18)
+        );
+    }
+    // 1.5 s: one sweep each, the next due at 2 s.
+    assert_eq!(asked(p2, SVC), 1, "the job's leader sweeps");
+    assert_eq!(asked(p17, SVC), 1, "the island's leader sweeps");
+    assert_eq!(asked(p5, SVC) + asked(p18, SVC), 0, "the others do not");
 }
