@@ -9,7 +9,7 @@
 
 use crate::Knobs;
 use crate::report::{Readmit, Report, RunResult};
-use crate::support::bed::{Bed, BedConfig, PodCommand, ProcId, Tier, run_ok};
+use crate::support::bed::{Bed, BedConfig, DnsQuery, PodCommand, ProcId, Tier, run_ok};
 use crate::wrap::{self, Usage};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -441,14 +441,7 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
         .map(|i| bed.pod(i).expect("pod").dir.clone())
         .collect();
     let usages: Vec<Option<Usage>> = dirs.iter().map(|d| Usage::read(&d.join(RUSAGE))).collect();
-    let ips: Vec<IpAddr> = (0..sc.pods)
-        .map(|i| bed.pod(i).expect("pod").ip())
-        .collect();
-    let queries: Vec<_> = bed
-        .dns_queries(tier)
-        .into_iter()
-        .filter(|q| ips.contains(&q.from))
-        .collect();
+    let queries = pod_queries(&bed, sc.pods, tier);
     let mut r = RunResult::from_usages(&usages, &queries);
     if let Err(missing) = waiting {
         r.note = not_waiting_note(c, missing);
@@ -467,6 +460,15 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
         eprintln!("bench: failed run, bed logs:\n{}", bed.dump(4));
     }
     r
+}
+
+/// The DNS queries the tier received from the job's `pods` pods.
+fn pod_queries(bed: &Bed, pods: usize, tier: Tier) -> Vec<DnsQuery> {
+    let ips: Vec<IpAddr> = (0..pods).map(|i| bed.pod(i).expect("pod").ip()).collect();
+    bed.dns_queries(tier)
+        .into_iter()
+        .filter(|q| ips.contains(&q.from))
+        .collect()
 }
 
 fn not_waiting_note(c: Contender, missing: usize) -> String {
@@ -573,14 +575,7 @@ fn run_sidecar(k: &Knobs, sc: Scenario, rep: usize) -> RunResult {
             stuck += 1;
         }
     }
-    let ips: Vec<IpAddr> = (0..sc.pods)
-        .map(|i| bed.pod(i).expect("pod").ip())
-        .collect();
-    let queries: Vec<_> = bed
-        .dns_queries(tier)
-        .into_iter()
-        .filter(|q| ips.contains(&q.from))
-        .collect();
+    let queries = pod_queries(&bed, sc.pods, tier);
     let awaits: Vec<Option<Usage>> = pods.values().map(SidecarPod::await_usage).collect();
     let mut r = RunResult::new(&queries);
     r.check_exits("awaits", &awaits);

@@ -118,17 +118,21 @@ impl<'a> PodView<'a> {
         Ok(Some(zone.to_owned()))
     }
 
+    /// Reads one of the pod's files, naming it in the error.
+    fn read(&self, path: &Path) -> Result<String, ConfigError> {
+        self.env
+            .read_file(path)
+            .map_err(|source| ConfigError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
     /// The hosts file, read and parsed once.
     fn hosts_entries(&mut self) -> Result<&[HostsEntry], ConfigError> {
         if self.hosts_entries.is_none() {
             let path = &self.args.hosts_file;
-            let text = self
-                .env
-                .read_file(path)
-                .map_err(|source| ConfigError::ReadFile {
-                    path: path.clone(),
-                    source,
-                })?;
+            let text = self.read(path)?;
             let entries =
                 hosts_file::parse_hosts(&text).map_err(|reason| ConfigError::Malformed {
                     path: path.clone(),
@@ -166,14 +170,7 @@ impl<'a> PodView<'a> {
     /// resolv.conf, read and parsed once.
     pub(super) fn resolv(&mut self) -> Result<&ResolvConf, ConfigError> {
         if self.resolv.is_none() {
-            let path = &self.args.resolv_conf;
-            let text = self
-                .env
-                .read_file(path)
-                .map_err(|source| ConfigError::ReadFile {
-                    path: path.clone(),
-                    source,
-                })?;
+            let text = self.read(&self.args.resolv_conf)?;
             self.resolv = Some(resolv_conf::parse(&text));
         }
         Ok(self.resolv.as_ref().expect("just set"))
