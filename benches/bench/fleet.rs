@@ -28,6 +28,7 @@
 //! them and exits; the harness kills the launcher's process group if it
 //! does not. Times are CLOCK_MONOTONIC, like the rusage wrapper's.
 
+use crate::support::proc::die_with_parent;
 use crate::wrap::now_ns;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -284,15 +285,7 @@ impl Fleet {
             .stdout(File::create(dir.join("launcher.stdout"))?)
             .stderr(File::create(dir.join("launcher.stderr"))?)
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let mut launcher = cmd.spawn()?;
         let stdin = launcher.stdin.take();
         Ok(Fleet {

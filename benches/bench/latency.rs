@@ -385,12 +385,7 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
     if c == Contender::Sidecar {
         return run_sidecar(k, sc, rep);
     }
-    let cfg = BedConfig {
-        neg_cache_ttl: sc.dns.neg_ttl(),
-        cache_size: CACHE_SIZE,
-        ..BedConfig::default()
-    };
-    let mut bed = Bed::new(cfg);
+    let mut bed = scenario_bed(sc);
     let token = format!("bench-{}", bed.id);
     let argv = argv(k, c, &bed, sc.pods, &token);
     let late = sc.pods - 1;
@@ -462,6 +457,15 @@ pub fn run_one(k: &Knobs, sc: Scenario, c: Contender, rep: usize) -> RunResult {
     r
 }
 
+/// A bed with the scenario's DNS setup.
+fn scenario_bed(sc: Scenario) -> Bed {
+    Bed::new(BedConfig {
+        neg_cache_ttl: sc.dns.neg_ttl(),
+        cache_size: CACHE_SIZE,
+        ..BedConfig::default()
+    })
+}
+
 /// The DNS queries the tier received from the job's `pods` pods.
 fn pod_queries(bed: &Bed, pods: usize, tier: Tier) -> Vec<DnsQuery> {
     let ips: Vec<IpAddr> = (0..pods).map(|i| bed.pod(i).expect("pod").ip()).collect();
@@ -526,12 +530,7 @@ fn start_sidecar_pod(bed: &mut Bed, k: &Knobs, i: usize, argv: &[String]) -> Sid
 /// sidecar, each of which must exit 0. CPU and RSS are the sidecars' over
 /// their whole life (the replaced pod's first sidecar, killed, excluded).
 fn run_sidecar(k: &Knobs, sc: Scenario, rep: usize) -> RunResult {
-    let cfg = BedConfig {
-        neg_cache_ttl: sc.dns.neg_ttl(),
-        cache_size: CACHE_SIZE,
-        ..BedConfig::default()
-    };
-    let mut bed = Bed::new(cfg);
+    let mut bed = scenario_bed(sc);
     let token = format!("bench-{}", bed.id);
     let argv = argv(k, Contender::Sidecar, &bed, sc.pods, &token);
     let late = sc.pods - 1;
