@@ -43,6 +43,17 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const JOB: &str = "example-job";
+/// What the image runs under in the tests: the restricted Pod Security
+/// Standard's terms (non-root, no capabilities, read-only root).
+const RESTRICTED: [&str; 7] = [
+    "--user",
+    "65532:65532",
+    "--cap-drop",
+    "ALL",
+    "--read-only",
+    "--security-opt",
+    "no-new-privileges",
+];
 const SUBDOMAIN: &str = "headless-svc";
 /// Hang protection only: each gate's own `--timeout` ends it long before.
 const GATE_DEADLINE: Duration = Duration::from_secs(120);
@@ -307,16 +318,8 @@ impl<'a> Job<'a> {
         cmd.args(["run", "--name", &name])
             .arg(format!("--network=container:{}", self.sandbox(i)))
             .arg(format!("--env=JOB_COMPLETION_INDEX={i}"))
-            .args([
-                "--user",
-                "65532:65532",
-                "--cap-drop",
-                "ALL",
-                "--read-only",
-                "--security-opt",
-                "no-new-privileges",
-                &self.images.peergate,
-            ])
+            .args(RESTRICTED)
+            .arg(&self.images.peergate)
             .args(peergate_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -614,22 +617,19 @@ fn sidecar_barrier(images: &Images, prefix: String) {
         let name = format!("{}-sidecar-{i}", job.prefix);
         job.containers
             .push(Created::new(Kind::Container, name.clone()));
-        docker_ok(&[
+        let network = format!("--network=container:{}", job.sandbox(i));
+        let index = format!("--env=JOB_COMPLETION_INDEX={i}");
+        let head = [
             "run",
             "--detach",
             "--name",
             &name,
-            &format!("--network=container:{}", job.sandbox(i)),
-            &format!("--env=JOB_COMPLETION_INDEX={i}"),
+            &network,
+            &index,
             "--env=PEERGATE_TOKEN=container-e2e-uid",
-            "--user",
-            "65532:65532",
-            "--cap-drop",
-            "ALL",
-            "--read-only",
-            "--security-opt",
-            "no-new-privileges",
-            &job.images.peergate,
+        ];
+        let tail = [
+            job.images.peergate.as_str(),
             "--mode",
             "barrier",
             "--serve",
@@ -639,7 +639,8 @@ fn sidecar_barrier(images: &Images, prefix: String) {
             SUBDOMAIN,
             "--timeout",
             PASS_TIMEOUT,
-        ]);
+        ];
+        docker_ok(&[&head[..], &RESTRICTED[..], &tail[..]].concat());
         name
     };
     let await_args = ["await", "--timeout", PASS_TIMEOUT];
