@@ -435,7 +435,7 @@ async fn serve<R: Resolve>(
             Exit::Failure
         }
         _ = deadline => {
-            barrier.report_missing_lines();
+            Waiter::report_missing(&barrier);
             let (met, total) = (barrier.met_count(), barrier.world());
             error!(met, peers = total, "timed out after {}: {met}/{total} peers met", human(barrier.elapsed()));
             Exit::Timeout

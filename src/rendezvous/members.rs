@@ -176,7 +176,7 @@ impl Members {
         if record.index >= self.world {
             return Merged::Ignored(Reject::UnknownIndex);
         }
-        let mine = self.me().clone();
+        let mine = self.me();
         if record.index == self.me {
             if record.instance != mine.instance {
                 return Merged::Ignored(Reject::OwnIndex);
@@ -185,15 +185,12 @@ impl Members {
             // copy of itself) is answered with a higher sequence number.
             if (record.seq, record.state) > (mine.seq, mine.state) && mine.state == State::Alive {
                 let seq = record.seq + 1;
-                self.store(
-                    Record {
-                        seq,
-                        state: State::Alive,
-                        ..mine
-                    },
-                    Source::Local,
-                    now,
-                );
+                let refuted = Record {
+                    seq,
+                    state: State::Alive,
+                    ..mine.clone()
+                };
+                self.store(refuted, Source::Local, now);
                 return Merged::Refuted { seq };
             }
             return Merged::Nothing;

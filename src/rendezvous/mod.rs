@@ -29,7 +29,7 @@ pub mod serve;
 pub mod session;
 pub mod topology;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -363,8 +363,6 @@ struct LinkState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
     pub released: bool,
-    /// Raised whenever the hand-off changes.
-    pub version: u64,
 }
 
 /// A view of the barrier for `/peers` and `/metrics`.
@@ -434,10 +432,8 @@ pub struct Rendezvous<R> {
     leading_since: Option<Instant>,
     released: Option<Duration>,
     accept_pause: Option<(Instant, Duration)>,
-    /// Authenticated rejections already logged, by peer and reason, and
-    /// all of them counted by reason.
+    /// Authenticated rejections already logged, by peer and reason.
     logged: HashSet<(String, Reject)>,
-    rejected: BTreeMap<Reject, u64>,
     readmissions: u64,
     status: watch::Sender<Status>,
     on_change: Option<OnChange>,
@@ -514,7 +510,6 @@ impl<R: Resolve> Rendezvous<R> {
             released: None,
             accept_pause: None,
             logged: HashSet::new(),
-            rejected: BTreeMap::new(),
             readmissions: 0,
             status: watch::Sender::new(Status::default()),
             on_change: None,
@@ -561,10 +556,6 @@ impl<R: Resolve> Rendezvous<R> {
     /// Time from the start to the release, or until now.
     pub fn elapsed(&self) -> Duration {
         self.released.unwrap_or_else(|| self.start.elapsed())
-    }
-
-    pub fn links(&self) -> usize {
-        self.links.len()
     }
 
     /// Runs until released and, unless serving, until every linked peer has
@@ -923,7 +914,6 @@ impl<R: Resolve> Rendezvous<R> {
     /// Logs an authenticated peer's rejection once per peer and reason:
     /// both sides know the token, so this is a configuration mistake.
     fn log_rejection(&mut self, peer: &str, reason: Reject, detail: &str, verb: &str) {
-        *self.rejected.entry(reason).or_default() += 1;
         if self.logged.insert((peer.to_owned(), reason)) {
             warn!(
                 peer,
@@ -1240,10 +1230,8 @@ impl<R: Resolve> Rendezvous<R> {
                 f(&outcome);
             }
         }
-        self.status.send_modify(|s| {
-            s.released = true;
-            s.version += 1;
-        });
+        // Wakes every watcher, also when only the hand-off changed.
+        self.status.send_modify(|s| s.released = true);
     }
 
     /// Sends every link what it lacks: new records, then COMPLETE once
@@ -1256,9 +1244,11 @@ impl<R: Resolve> Rendezvous<R> {
                 continue;
             }
             if state.cursor < log_len {
-                let records = self.members.changes_since(state.cursor, Source::Link(id));
-                for chunk in records.chunks(proto::records_per_frame()) {
-                    let _ = state.tx.send(Out::Send(Sealed::Records(chunk.to_vec())));
+                let mut records = self.members.changes_since(state.cursor, Source::Link(id));
+                while !records.is_empty() {
+                    let rest = records.split_off(records.len().min(proto::records_per_frame()));
+                    let _ = state.tx.send(Out::Send(Sealed::Records(records)));
+                    records = rest;
                 }
                 state.cursor = log_len;
             }
@@ -1269,10 +1259,10 @@ impl<R: Resolve> Rendezvous<R> {
             if released && !self.settings.serve && state.sent_complete && state.peer_complete {
                 let _ = state.tx.send(Out::Close);
                 state.closing = true;
+                if self.by_index.get(&state.index) == Some(&id) {
+                    self.by_index.remove(&state.index);
+                }
             }
-        }
-        if released && !self.settings.serve {
-            self.by_index.retain(|_, id| !self.links[id].closing);
         }
     }
 
@@ -1354,18 +1344,6 @@ impl<R: Resolve> Rendezvous<R> {
                 )
             })
             .collect()
-    }
-
-    /// One error line per peer not met, with why.
-    pub fn report_missing_lines(&self) {
-        for (peer, cause, attempts) in self.missing() {
-            tracing::error!(
-                peer = %peer,
-                cause = %cause,
-                attempts,
-                "peer not met: {peer}: {cause}"
-            );
-        }
     }
 
     /// Peers whose link has not confirmed the release yet (while leaving).

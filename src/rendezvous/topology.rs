@@ -72,6 +72,7 @@ pub fn parent(i: u32) -> Option<u32> {
 }
 
 /// Depth of `i` in the tree (the root is 0).
+#[cfg(test)]
 pub fn depth(i: u32) -> u32 {
     std::iter::successors(parent(i), |&p| parent(p)).count() as u32
 }
