@@ -377,7 +377,6 @@ pub struct Snapshot {
     pub links: usize,
     pub readmissions: u64,
     pub refused: Vec<(&'static str, u64)>,
-    pub outcome: GateOutcome,
 }
 
 #[derive(Debug, Clone)]
@@ -392,6 +391,8 @@ pub struct PeerView {
 /// Requests from outside the engine (the health server).
 pub enum Control {
     Snapshot(oneshot::Sender<Snapshot>),
+    /// The hand-off as it stands (for `/await`).
+    Outcome(oneshot::Sender<GateOutcome>),
 }
 
 /// Called with the hand-off at the release and, while serving, whenever a
@@ -1271,6 +1272,9 @@ impl<R: Resolve> Rendezvous<R> {
             Control::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Control::Outcome(reply) => {
+                let _ = reply.send(self.outcome(Some(self.settings.index)));
+            }
         }
     }
 
@@ -1298,7 +1302,6 @@ impl<R: Resolve> Rendezvous<R> {
                 .totals()
                 .map(|(r, n)| (r.name(), n))
                 .collect(),
-            outcome: self.outcome(Some(self.settings.index)),
         }
     }
 

@@ -39,10 +39,14 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    async fn snapshot(&self) -> Option<Snapshot> {
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Control) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        self.control.send(Control::Snapshot(tx)).await.ok()?;
+        self.control.send(request(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    async fn snapshot(&self) -> Option<Snapshot> {
+        self.ask(Control::Snapshot).await
     }
 }
 
@@ -146,8 +150,8 @@ async fn answer(path: &str, endpoints: &Endpoints, with_await: bool) -> Response
             if status.wait_for(|s| s.released).await.is_err() {
                 return Response::text(503, "stopping\n");
             }
-            match endpoints.snapshot().await {
-                Some(s) => Response::json(handoff_json(&s.outcome)),
+            match endpoints.ask(Control::Outcome).await {
+                Some(outcome) => Response::json(handoff_json(&outcome)),
                 None => Response::text(503, "stopping\n"),
             }
         }
@@ -325,16 +329,6 @@ mod tests {
             links: 1,
             readmissions: 2,
             refused: vec![("bad_proof", 4), ("silent", 1)],
-            outcome: GateOutcome {
-                self_index: Some(0),
-                peers: vec![PeerOutcome {
-                    index: Some(0),
-                    name: "job-0.svc".into(),
-                    addrs: vec![IpAddr::from([10, 0, 0, 1])],
-                    reachable_via: None,
-                    elapsed: None,
-                }],
-            },
         }
     }
 
@@ -377,8 +371,17 @@ mod tests {
 
     #[test]
     fn the_handoff_json_carries_rank_and_peers() {
-        let v: serde_json::Value =
-            serde_json::from_str(&handoff_json(&snapshot(true).outcome)).unwrap();
+        let outcome = GateOutcome {
+            self_index: Some(0),
+            peers: vec![PeerOutcome {
+                index: Some(0),
+                name: "job-0.svc".into(),
+                addrs: vec![IpAddr::from([10, 0, 0, 1])],
+                reachable_via: None,
+                elapsed: None,
+            }],
+        };
+        let v: serde_json::Value = serde_json::from_str(&handoff_json(&outcome)).unwrap();
         assert_eq!(v["rank"], 0);
         assert_eq!(v["peers"][0]["name"], "job-0.svc");
         assert_eq!(v["peers"][0]["addrs"][0], "10.0.0.1");

@@ -253,18 +253,18 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
 
     /// The next frame, `Ok(None)` at a clean end of stream.
     pub async fn next(&mut self) -> Result<Option<Sealed>, ReadError> {
-        let Some((kind, mut body)) = self.frames.next(MAX_SEALED_BODY).await? else {
+        let Some((kind, body)) = self.frames.next(MAX_SEALED_BODY).await? else {
             return Ok(None);
         };
-        if body.len() < TAG_LEN {
+        let Some(split) = body.len().checked_sub(TAG_LEN) else {
             return Err(ReadError::BadTag);
-        }
-        let tag = body.split_off(body.len() - TAG_LEN);
-        if !auth::tags_match(&self.key.tag(self.seq, kind, &body), &tag) {
+        };
+        let (body, tag) = body.split_at(split);
+        if !auth::tags_match(&self.key.tag(self.seq, kind, body), tag) {
             return Err(ReadError::BadTag);
         }
         self.seq += 1;
-        Ok(Some(Sealed::decode(kind, &body)?))
+        Ok(Some(Sealed::decode(kind, body)?))
     }
 }
 
