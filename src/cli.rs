@@ -575,8 +575,12 @@ fn options(argv: &[OsString]) -> &[OsString] {
 /// One line for a command-line error, without clap's `error: ` prefix:
 /// an invalid value names the flag or, when it came from there, the
 /// variable, and lists the valid values of an enum; an unknown flag gets
-/// clap's suggestion.
+/// clap's suggestion. Control characters are escaped ([`one_line`]).
 pub fn usage_line(err: &clap::Error, argv: &[OsString]) -> String {
+    one_line(&usage_text(err, argv))
+}
+
+fn usage_text(err: &clap::Error, argv: &[OsString]) -> String {
     let string = |kind| match err.get(kind) {
         Some(ContextValue::String(s)) => Some(s.as_str()),
         _ => None,

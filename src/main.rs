@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // clap's message is several lines with usage; one line names
             // the argument (or its variable) and what is wrong with it.
-            let line = cli::one_line(&cli::usage_line(&e, &argv));
+            let line = cli::usage_line(&e, &argv);
             eprintln!("peergate: {line} (see --help)");
             return ExitCode::from(Exit::Usage.code());
         }
@@ -63,7 +63,7 @@ fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let line = cli::one_line(&cli::usage_line(&e, argv));
+            let line = cli::usage_line(&e, argv);
             eprintln!("peergate await: {line} (see peergate await --help)");
             return ExitCode::from(Exit::Usage.code());
         }

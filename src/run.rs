@@ -1,7 +1,7 @@
 //! One run, start to finish: open the probe and the resolver, wait under the
 //! deadline and the signals, report, hand off to the workload.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -350,22 +350,11 @@ async fn serve<R: Resolve>(
     sigterm: &mut Signal,
     sigint: &mut Signal,
 ) -> Exit {
-    let bind = |addr: std::net::SocketAddr, what: &str| {
-        let listener = std::net::TcpListener::bind(addr)
-            .and_then(|l| {
-                l.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(l)
-            })
-            .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))?;
-        Ok::<_, String>(listener)
-    };
-    let await_listener = match bind(
-        (std::net::Ipv4Addr::LOCALHOST, settings.await_port).into(),
-        "peergate await",
-    ) {
+    let await_port = settings.await_port;
+    let await_listener = match rendezvous::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
         Ok(l) => l,
         Err(e) => {
-            error!("{e}");
+            error!("cannot listen for peergate await on 127.0.0.1:{await_port}: {e}");
             return Exit::Failure;
         }
     };
@@ -436,8 +425,8 @@ async fn serve<R: Resolve>(
         }
         _ = deadline => {
             Waiter::report_missing(&barrier);
-            let (met, total) = (barrier.met_count(), barrier.world());
-            error!(met, peers = total, "timed out after {}: {met}/{total} peers met", human(barrier.elapsed()));
+            let (met, total) = Waiter::counts(&barrier);
+            report::end(End::TimedOut, met, total, "met", &human(barrier.elapsed()));
             Exit::Timeout
         }
         _ = sigterm.recv() => {

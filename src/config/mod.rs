@@ -342,12 +342,10 @@ fn barrier_settings(
         ));
     };
     if args.serve {
-        for id in ["await_port", "health_port"] {
-            let p = if id == "await_port" {
-                Some(args.await_port)
-            } else {
-                args.health_port
-            };
+        for (id, p) in [
+            ("await_port", Some(args.await_port)),
+            ("health_port", args.health_port),
+        ] {
             if p == Some(args.port) {
                 return Err(ConfigError::Conflict(format!(
                     "{} {} is also the barrier's {}: give them different ports",

@@ -3,6 +3,7 @@
 //! standalone use needs no kubelet files. A file named explicitly
 //! (`--hosts-file`, `--resolv-conf`) must be readable either way.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -18,6 +19,8 @@ use crate::resolv_conf::{self, ResolvConf};
 pub(super) struct PodView<'a> {
     args: &'a Args,
     env: &'a dyn Environment,
+    /// The kernel's hostname, read once.
+    kernel_hostname: OnceCell<Option<String>>,
     hosts_entries: Option<Vec<HostsEntry>>,
     hosts_info: Option<Option<PodHostsInfo>>,
     resolv: Option<ResolvConf>,
@@ -33,6 +36,7 @@ impl<'a> PodView<'a> {
         Self {
             args,
             env,
+            kernel_hostname: OnceCell::new(),
             hosts_entries: None,
             hosts_info: None,
             resolv: None,
@@ -70,7 +74,11 @@ impl<'a> PodView<'a> {
 
     pub(super) fn hostname(&self) -> Result<String, ConfigError> {
         non_empty(self.args.hostname.as_ref())
-            .or_else(|| self.env.hostname())
+            .or_else(|| {
+                self.kernel_hostname
+                    .get_or_init(|| self.env.hostname())
+                    .clone()
+            })
             .ok_or_else(|| ConfigError::Unknown {
                 what: "this pod's hostname",
                 hint: "the kernel reports none; pass --hostname".into(),
