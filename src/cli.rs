@@ -61,10 +61,10 @@ Examples:
                                           # a native sidecar; then in the next
   peergate await                          # container: wait for its release
 
-Exit codes: 0 all peers reachable (barrier: met; --serve: SIGTERM after the
-release), 1 run-time failure (e.g. the barrier port cannot be bound), 2 usage
-or configuration error, 124 timeout, 126/127 the command after `--` cannot be
-run, 130/143 interrupted by SIGINT/SIGTERM.";
+Exit codes: 0 all peers reachable (barrier: met; --serve: SIGTERM, before or
+after the release), 1 run-time failure (e.g. the barrier port cannot be
+bound), 2 usage or configuration error, 124 timeout, 126/127 the command
+after `--` cannot be run, 130/143 interrupted by SIGINT/SIGTERM.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -124,8 +124,9 @@ pub struct Args {
     /// when a gate waits on the wrong names.
     ///
     /// Shows this pod's index and name, the peers' names, the probe, DNS,
-    /// the barrier and the hand-off, derived as a run derives them. Exits 0,
-    /// or 2 with the error a run would stop at. Sends nothing, binds and
+    /// the barrier and the hand-off, derived as a run derives them. Exits 2
+    /// with the error when the arguments or the pod's files are wrong; what
+    /// depends on the machine is a warning (exit 0). Sends nothing, binds and
     /// writes nothing. With --log-format json: one JSON object on stdout.
     #[arg(
         long,
