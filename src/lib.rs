@@ -27,6 +27,7 @@ mod hosts_file;
 pub mod http;
 mod identity;
 pub mod logging;
+mod net;
 mod outcome;
 mod peers;
 mod probe;

@@ -177,7 +177,7 @@ pub async fn run(config: Config) -> Exit {
 
     match (&config.barrier, config.self_index) {
         (Some(settings), Some(self_index)) => {
-            let listener = match rendezvous::listen(settings.listen, settings.port) {
+            let listener = match crate::net::listen(settings.listen, settings.port) {
                 Ok(l) => l,
                 Err(e) => {
                     let addr = settings
@@ -351,7 +351,7 @@ async fn serve<R: Resolve>(
     sigint: &mut Signal,
 ) -> Exit {
     let await_port = settings.await_port;
-    let await_listener = match rendezvous::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
+    let await_listener = match crate::net::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
         Ok(l) => l,
         Err(e) => {
             error!("cannot listen for peergate await on 127.0.0.1:{await_port}: {e}");
@@ -359,7 +359,7 @@ async fn serve<R: Resolve>(
         }
     };
     let health_listener = match settings.health_port {
-        Some(port) => match rendezvous::listen(None, port)
+        Some(port) => match crate::net::listen(None, port)
             .map_err(|e| format!("cannot listen for health checks on port {port}: {e}"))
         {
             Ok(l) => Some(l),

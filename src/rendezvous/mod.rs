@@ -31,12 +31,12 @@ pub mod topology;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -45,6 +45,7 @@ use tracing::{debug, info, warn};
 use crate::cause::Cause;
 use crate::dns::{self, Resolve};
 use crate::duration::human;
+use crate::net;
 use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::peers::{Peer, Target};
 use crate::report;
@@ -59,15 +60,6 @@ use topology::Topology;
 
 /// Time a connection has to complete its handshake.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(3);
-/// Idle time before the kernel probes a link, the time between probes, and
-/// how many unanswered probes end it: a vanished host is noticed in about
-/// 11 s. A stalled process still answers (its kernel does).
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVE_PROBES: u32 = 3;
-/// How long written data may stay unacknowledged before the kernel gives
-/// up on a link.
-const USER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Failed dials of a known address after which the walk looks past it.
 const SUSPECT_AFTER: u32 = 3;
 /// The scheduler's key for a dial through the Service's record.
@@ -100,31 +92,6 @@ pub struct Settings {
     /// The headless Service's own name, whose record lists every pod: the
     /// way in when no peer's name resolves yet (a negative cache).
     pub service: Option<String>,
-}
-
-/// Binds the barrier's listener: on `addr`, or on all addresses (`[::]`,
-/// dual-stack, when the host has IPv6; `0.0.0.0` otherwise).
-pub fn listen(addr: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
-    let bind = |addr: SocketAddr| -> io::Result<TcpListener> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() && addr.ip().is_unspecified() {
-            socket.set_only_v6(false)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        TcpListener::from_std(socket.into())
-    };
-    match addr {
-        Some(ip) => bind(SocketAddr::new(ip, port)),
-        None => bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))
-            .or_else(|_| bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))),
-    }
 }
 
 /// Either half of a link's byte stream: TCP in a pod, an in-memory pipe
@@ -187,22 +154,8 @@ async fn establish(
     role: Role,
     local: &Local,
 ) -> Result<NewLink, HandshakeError> {
-    stream.set_nodelay(true)?;
-    let sock = socket2::SockRef::from(&stream);
-    sock.set_tcp_keepalive(
-        &socket2::TcpKeepalive::new()
-            .with_time(KEEPALIVE_IDLE)
-            .with_interval(KEEPALIVE_INTERVAL)
-            .with_retries(KEEPALIVE_PROBES),
-    )?;
-    sock.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
-    let local_addr = canonical(stream.local_addr()?);
-    let remote = canonical(stream.peer_addr()?);
+    let (local_addr, remote) = net::tune_link(&stream)?;
     handshake_stream(stream, role, local, local_addr, remote).await
-}
-
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// What a failed dial says about the peer.
@@ -271,7 +224,7 @@ async fn dial<R: Resolve>(plan: DialPlan<R>) -> Dialed {
     let mut cause = Cause::NoRecords;
     for addr in addrs {
         let remote = SocketAddr::new(addr, port);
-        let stream = match timeout(connect_timeout, connect(remote, source)).await {
+        let stream = match timeout(connect_timeout, net::connect(remote, source)).await {
             Err(_) => {
                 cause = Cause::NoReply;
                 continue;
@@ -307,21 +260,6 @@ fn rotate_randomly<T>(v: &mut [T]) {
         let k = (u64::from_le_bytes(b) % v.len() as u64) as usize;
         v.rotate_left(k);
     }
-}
-
-/// Connects to `remote`, from `source` when the barrier listens on one
-/// address (a standalone barrier of several instances on one host: each
-/// dials from its own address).
-async fn connect(remote: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = if remote.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == remote.is_ipv4()) {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    socket.connect(remote).await
 }
 
 /// An incoming connection's handshake, done: where from, and how it went.

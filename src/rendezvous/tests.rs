@@ -72,7 +72,7 @@ fn pod_with_service(
         serve: false,
         service: service.map(str::to_string),
     };
-    let listener = listen(settings.listen, 0).expect("bind loopback");
+    let listener = crate::net::listen(settings.listen, 0).expect("bind loopback");
     Rendezvous::new(settings, listener, Some(Arc::new(NoDns::default()))).unwrap()
 }
 
