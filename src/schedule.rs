@@ -4,6 +4,9 @@
 //! are heap entries. The ping gate drives it for probes, the barrier for
 //! dials.
 //!
+//! [`Queue`] is the pure half (no tasks, no clock: instants are passed
+//! in); [`Scheduler`] adds the tasks and the tick.
+//!
 //! A key is never run twice at once: scheduling a key that is running
 //! queues it for when the running attempt has finished. Scheduling a key
 //! that is already queued keeps the earlier instant.
@@ -33,34 +36,30 @@ pub enum Wake<K, T> {
     Tick,
 }
 
-pub struct Scheduler<K, T> {
+/// The pure half: which keys are due when, and which are running. The
+/// barrier's core drives one directly (it runs no tasks itself); the
+/// [`Scheduler`] wraps one with the tasks and the progress tick.
+#[derive(Debug)]
+pub struct Queue<K> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
     /// The instant each queued key is due; heap entries that disagree are
     /// stale and skipped.
     queued: HashMap<K, Instant>,
     running: HashSet<K>,
-    inflight: JoinSet<(K, Instant, T)>,
     limit: usize,
-    progress: Interval,
 }
 
-impl<K, T> Scheduler<K, T>
+impl<K> Queue<K>
 where
-    K: Copy + Eq + Hash + Ord + Send + 'static,
-    T: Send + 'static,
+    K: Copy + Eq + Hash + Ord,
 {
-    /// `limit` attempts at once (at least one); the first progress tick
-    /// fires at `start + period`.
-    pub fn new(limit: usize, start: Instant, period: Duration) -> Self {
-        let mut progress = interval_at(start + period, period);
-        progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Scheduler {
+    /// At most `limit` keys running at once (at least one).
+    pub fn new(limit: usize) -> Self {
+        Queue {
             heap: BinaryHeap::new(),
             queued: HashMap::new(),
             running: HashSet::new(),
-            inflight: JoinSet::new(),
             limit: limit.max(1),
-            progress,
         }
     }
 
@@ -88,14 +87,15 @@ where
         self.queued.contains_key(&key)
     }
 
-    #[cfg(test)]
-    pub fn in_flight(&self) -> usize {
-        self.inflight.len()
+    /// Queued or running.
+    pub fn is_pending(&self, key: K) -> bool {
+        self.is_running(key) || self.is_queued(key)
     }
 
-    /// Takes the next key due at `now`, if an attempt may start.
+    /// Takes the next key due at `now`, if a slot is free, and counts it
+    /// as running until [`Queue::finished`].
     pub fn next_due(&mut self, now: Instant) -> Option<K> {
-        if self.inflight.len() >= self.limit {
+        if self.running.len() >= self.limit {
             return None;
         }
         let mut parked = Vec::new();
@@ -117,22 +117,21 @@ where
             break;
         }
         self.heap.extend(parked);
+        if let Some(key) = found {
+            self.running.insert(key);
+        }
         found
     }
 
-    /// Runs the attempt for `key`, started at `started`.
-    pub fn start<F>(&mut self, key: K, started: Instant, attempt: F)
-    where
-        F: Future<Output = T> + Send + 'static,
-    {
-        self.running.insert(key);
-        self.inflight
-            .spawn(async move { (key, started, attempt.await) });
+    /// The attempt for `key` ended: its slot is free.
+    pub fn finished(&mut self, key: K) {
+        self.running.remove(&key);
     }
 
-    /// The earliest instant a queued key that may start comes due.
-    fn next_instant(&mut self) -> Option<Instant> {
-        if self.inflight.len() >= self.limit {
+    /// The earliest instant a queued key that may start comes due; `None`
+    /// when nothing is queued or every slot is taken.
+    pub fn next_instant(&mut self) -> Option<Instant> {
+        if self.running.len() >= self.limit {
             return None;
         }
         while let Some(&Reverse((at, key))) = self.heap.peek() {
@@ -154,15 +153,81 @@ where
         }
         None
     }
+}
+
+/// A [`Queue`] whose attempts run as tasks, with a progress tick.
+pub struct Scheduler<K, T> {
+    queue: Queue<K>,
+    inflight: JoinSet<(K, Instant, T)>,
+    progress: Interval,
+}
+
+impl<K, T> Scheduler<K, T>
+where
+    K: Copy + Eq + Hash + Ord + Send + 'static,
+    T: Send + 'static,
+{
+    /// `limit` attempts at once (at least one); the first progress tick
+    /// fires at `start + period`.
+    pub fn new(limit: usize, start: Instant, period: Duration) -> Self {
+        let mut progress = interval_at(start + period, period);
+        progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Scheduler {
+            queue: Queue::new(limit),
+            inflight: JoinSet::new(),
+            progress,
+        }
+    }
+
+    /// Queues `key` for `at` (keeping an earlier instant already queued).
+    pub fn schedule(&mut self, key: K, at: Instant) {
+        self.queue.schedule(key, at);
+    }
+
+    #[cfg(test)]
+    pub fn cancel(&mut self, key: K) {
+        self.queue.cancel(key);
+    }
+
+    #[cfg(test)]
+    pub fn is_running(&self, key: K) -> bool {
+        self.queue.is_running(key)
+    }
+
+    #[cfg(test)]
+    pub fn is_queued(&self, key: K) -> bool {
+        self.queue.is_queued(key)
+    }
+
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Takes the next key due at `now`, if an attempt may start; start it
+    /// with [`Scheduler::start`].
+    pub fn next_due(&mut self, now: Instant) -> Option<K> {
+        self.queue.next_due(now)
+    }
+
+    /// Runs the attempt for `key` (taken from [`Scheduler::next_due`]),
+    /// started at `started`.
+    pub fn start<F>(&mut self, key: K, started: Instant, attempt: F)
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.inflight
+            .spawn(async move { (key, started, attempt.await) });
+    }
 
     /// Waits for an attempt to finish, a key to come due, or the progress
     /// tick. Cancel-safe: nothing is lost when the future is dropped.
     pub async fn wait(&mut self) -> Wake<K, T> {
-        let next = self.next_instant();
+        let next = self.queue.next_instant();
         tokio::select! {
             Some(joined) = self.inflight.join_next(), if !self.inflight.is_empty() => {
                 let (key, started, output) = joined.expect("attempt tasks do not panic");
-                self.running.remove(&key);
+                self.queue.finished(key);
                 Wake::Done { key, started, output }
             }
             _ = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => Wake::Due,

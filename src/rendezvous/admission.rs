@@ -15,12 +15,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use tokio::task::Id;
-
 /// Handshakes one source address may have pending at once.
 pub const PER_SOURCE: usize = 8;
 /// Handshakes pending at once, all sources together.
 pub const MAX_PENDING: usize = 64;
+/// Identifies a pending handshake (allocated by the core, never reused).
+pub type HandshakeId = u64;
+
 /// Sources named in a summary line.
 const NAMED_SOURCES: usize = 3;
 
@@ -75,7 +76,7 @@ impl Refusal {
 pub enum Admit {
     Yes,
     /// Yes, once this pending handshake (the oldest) is aborted.
-    YesEvicting(Id),
+    YesEvicting(HandshakeId),
     No,
 }
 
@@ -83,7 +84,7 @@ pub enum Admit {
 pub struct Admission {
     per_source: HashMap<IpAddr, usize>,
     /// Pending handshakes, oldest first.
-    pending: VecDeque<(Id, IpAddr)>,
+    pending: VecDeque<(HandshakeId, IpAddr)>,
     /// Refusals since the last summary, by reason and by source.
     recent: BTreeMap<Refusal, u64>,
     recent_sources: HashMap<IpAddr, u64>,
@@ -112,13 +113,13 @@ impl Admission {
     }
 
     /// A handshake task was started for an admitted connection.
-    pub fn started(&mut self, id: Id, source: IpAddr) {
+    pub fn started(&mut self, id: HandshakeId, source: IpAddr) {
         *self.per_source.entry(source).or_default() += 1;
         self.pending.push_back((id, source));
     }
 
     /// A handshake task ended (in any way); frees its slot.
-    pub fn finished(&mut self, id: Id) -> Option<IpAddr> {
+    pub fn finished(&mut self, id: HandshakeId) -> Option<IpAddr> {
         let pos = self.pending.iter().position(|(p, _)| *p == id)?;
         let (_, source) = self.pending.remove(pos).expect("position is valid");
         if let Some(n) = self.per_source.get_mut(&source) {
@@ -189,20 +190,18 @@ impl Admission {
 mod tests {
     use super::*;
 
-    /// Task ids can only come from real tasks.
-    async fn ids(n: usize) -> Vec<Id> {
-        let mut set = tokio::task::JoinSet::new();
-        (0..n).map(|_| set.spawn(async {}).id()).collect()
+    fn ids(n: usize) -> Vec<HandshakeId> {
+        (100..100 + n as HandshakeId).collect()
     }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
     }
 
-    #[tokio::test]
-    async fn one_address_cannot_take_more_than_its_share() {
+    #[test]
+    fn one_address_cannot_take_more_than_its_share() {
         let mut a = Admission::new();
-        let ids = ids(PER_SOURCE + 2).await;
+        let ids = ids(PER_SOURCE + 2);
         for id in &ids[..PER_SOURCE] {
             assert_eq!(a.admit(ip(9)), Admit::Yes);
             a.started(*id, ip(9));
@@ -224,10 +223,10 @@ mod tests {
         assert_eq!(a.totals().collect::<Vec<_>>(), [(Refusal::PerSource, 2)]);
     }
 
-    #[tokio::test]
-    async fn a_full_budget_evicts_the_oldest_pending_handshake() {
+    #[test]
+    fn a_full_budget_evicts_the_oldest_pending_handshake() {
         let mut a = Admission::new();
-        let ids = ids(MAX_PENDING).await;
+        let ids = ids(MAX_PENDING);
         for (k, id) in ids.iter().enumerate() {
             let source = ip((k % 200) as u8);
             assert_eq!(a.admit(source), Admit::Yes);

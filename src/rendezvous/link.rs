@@ -11,11 +11,9 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::links::{End, LinkId};
 use super::proto::Sealed;
 use super::session::{SealedReader, SealedWriter};
-
-/// Identifies a link for its lifetime (never reused).
-pub type LinkId = u64;
 
 /// What the engine asks a link to do.
 #[derive(Debug)]
@@ -31,15 +29,6 @@ pub enum Out {
 pub enum Event {
     Frame(LinkId, Sealed),
     Closed(LinkId, End),
-}
-
-/// How a link ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// The peer closed its side after everything it sent.
-    Eof,
-    /// A read or write failed, or a frame was invalid.
-    Error(String),
 }
 
 /// Runs the link until the peer's side ends, then reports how.

@@ -1,0 +1,625 @@
+//! The barrier's protocol core: the membership table, the link table, the
+//! topology walk and the admission budget, with no I/O in it. No socket, no
+//! task, no clock and no randomness: the shell (`rendezvous::Rendezvous`)
+//! passes the time into every call, hands in what happened (a link came
+//! up, a frame arrived, a link ended, a dial or a handshake finished), and
+//! carries out the [`Action`]s the core queues (dial, send, close, publish
+//! the hand-off). Every rule here therefore runs in deterministic tests.
+//!
+//! The core is split over three files, one job each: this one takes links
+//! and frames in and keeps the table; `walk` decides whom to dial; `view`
+//! answers what the health endpoints, the progress line and the hand-off
+//! show.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::admission::{Admission, Admit, HandshakeId, Refusal};
+use super::auth::InstanceId;
+use super::links::{End, LinkId, LinkState, Links};
+use super::members::{CurrentChange, Members, Merged, Source};
+use super::proto::{self, Bye, Hello, ProtoError, Record, Reject, Sealed, State};
+use super::session::HandshakeError;
+use super::settings::Settings;
+use super::topology::Topology;
+use crate::cause::Cause;
+use crate::duration::human;
+use crate::peers::Target;
+use crate::schedule::Queue;
+
+/// What the core asks the shell to dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DialKey {
+    /// The pod with this index, through its record's addresses or its name.
+    Peer(u32),
+    /// Any pod, through the headless Service's record.
+    Service,
+}
+
+/// Where and how to dial.
+#[derive(Debug, Clone)]
+pub struct DialTarget {
+    /// The index looked for; `None` for any member (the Service's record).
+    pub expect: Option<u32>,
+    pub target: Target,
+    /// Addresses from the peer's record; its name is resolved when empty.
+    pub known: Vec<IpAddr>,
+    /// Addresses never to dial (known already, or this pod's own).
+    pub skip: Vec<IpAddr>,
+}
+
+/// What the shell carries out, in the order queued.
+#[derive(Debug)]
+pub enum Action {
+    /// Start a dial attempt; report its end with [`Core::dial_done`].
+    Dial {
+        key: DialKey,
+        target: DialTarget,
+        started: Instant,
+    },
+    /// Queue a frame on a link.
+    Send(LinkId, Sealed),
+    /// Half-close a link after what was queued on it.
+    Close(LinkId),
+    /// The hand-off changed (the release, or a live address after it).
+    Publish,
+}
+
+/// What to do with a link that passed its handshake.
+#[derive(Debug)]
+pub enum LinkUp {
+    /// Run it under this id.
+    Adopted(LinkId),
+    /// Send this frame, then shut it down.
+    Refused(Sealed),
+}
+
+/// A pending accept the admission budget let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub id: HandshakeId,
+    /// The oldest pending handshake, to abort to make room.
+    pub evict: Option<HandshakeId>,
+}
+
+/// Per-peer dial bookkeeping.
+#[derive(Debug, Clone)]
+pub(super) struct DialInfo {
+    pub attempts: u32,
+    /// Failures since the last link.
+    pub failures: u32,
+    pub last_cause: Cause,
+    pub retry_at: Option<Instant>,
+}
+
+/// Whom the walk dials, and when again.
+#[derive(Debug)]
+pub(super) struct Dialing {
+    pub queue: Queue<DialKey>,
+    pub peers: Vec<DialInfo>,
+    /// Rotates the fallback candidate tried beyond the walk while links
+    /// are missing, and the one tried last.
+    pub extra: usize,
+    pub fallback: Option<u32>,
+    /// When a dial through the Service's record may be tried again.
+    pub service_retry: Option<Instant>,
+    /// Since when this pod has had no link (its start, at first).
+    pub isolated_since: Instant,
+    /// Since when this pod has been the lowest index its side of the job
+    /// knows of, while some index is missing; `None` when it is not.
+    pub leading_since: Option<Instant>,
+}
+
+/// The barrier without its sockets.
+pub struct Core {
+    pub(super) settings: Settings,
+    pub(super) members: Members,
+    pub(super) topology: Topology,
+    pub(super) candidates: Vec<u32>,
+    pub(super) start: Instant,
+    pub(super) links: Links,
+    pub(super) dialing: Dialing,
+    pub(super) admission: Admission,
+    next_handshake: HandshakeId,
+    next_tick: Instant,
+    pub(super) released: Option<Duration>,
+    /// Authenticated rejections already logged, by peer and reason.
+    logged: HashSet<(String, Reject)>,
+    pub(super) readmissions: u64,
+    actions: VecDeque<Action>,
+}
+
+impl Core {
+    /// A core for this pod's incarnation `instance`, started (wall clock)
+    /// at `started_ms` and (monotonic) at `now`.
+    pub fn new(settings: Settings, instance: InstanceId, started_ms: u64, now: Instant) -> Core {
+        let world = settings.peers.len() as u32;
+        let me = Record {
+            index: settings.index,
+            instance,
+            started_ms,
+            seq: 0,
+            state: State::Alive,
+            addrs: settings.announce.clone(),
+        };
+        let topology = Topology::for_world(world);
+        let info = DialInfo {
+            attempts: 0,
+            failures: 0,
+            last_cause: Cause::Pending,
+            retry_at: None,
+        };
+        Core {
+            members: Members::new(world, me, Duration::ZERO),
+            topology,
+            candidates: topology.candidates(settings.index, world).collect(),
+            start: now,
+            links: Links::default(),
+            dialing: Dialing {
+                queue: Queue::new(settings.concurrency),
+                peers: vec![info; world as usize],
+                extra: 0,
+                fallback: None,
+                service_retry: None,
+                isolated_since: now,
+                leading_since: Some(now),
+            },
+            admission: Admission::new(),
+            next_handshake: 0,
+            next_tick: now + settings.interval,
+            released: None,
+            logged: HashSet::new(),
+            readmissions: 0,
+            actions: VecDeque::new(),
+            settings,
+        }
+    }
+
+    /// What this pod claims in its handshakes.
+    pub fn hello(&self) -> Hello {
+        let me = self.members.me();
+        Hello {
+            job: self.settings.job.clone(),
+            world: self.world(),
+            index: me.index,
+            instance: me.instance,
+            started_ms: me.started_ms,
+            serving: self.settings.serve,
+            addrs: self.settings.announce.clone(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn world(&self) -> u32 {
+        self.members.world()
+    }
+
+    pub fn instance(&self) -> InstanceId {
+        self.members.me().instance
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.released.is_some()
+    }
+
+    /// Time from the start to the release, or to `now`.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        self.released.unwrap_or_else(|| self.since_start(now))
+    }
+
+    pub(super) fn since_start(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.start)
+    }
+
+    /// The next action to carry out.
+    pub fn next_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub(super) fn push(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
+    /// Whether the run is over: released, and (unless serving) every link
+    /// confirmed and closed.
+    pub fn done(&self) -> bool {
+        !self.settings.serve && self.released.is_some() && self.links.is_empty()
+    }
+
+    /// Does what is due at `now`: the release of a world with nobody to
+    /// wait for, the dials, the frames every link lacks, the progress line.
+    pub fn poll(&mut self, now: Instant) {
+        if self.released.is_none() && self.members.all_arrived() {
+            self.release(now);
+        }
+        self.maintain(now);
+        self.start_dials(now);
+        self.flush();
+        if now >= self.next_tick {
+            self.tick();
+            self.next_tick += self.settings.interval;
+            if self.next_tick <= now {
+                self.next_tick = now + self.settings.interval;
+            }
+        }
+    }
+
+    /// When [`Core::poll`] next has something to do, unless an input
+    /// arrives first.
+    pub fn next_wake(&mut self) -> Instant {
+        match self.dialing.queue.next_instant() {
+            Some(at) => at.min(self.next_tick),
+            None => self.next_tick,
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.released.is_none() {
+            info!(
+                met = self.met_count(),
+                peers = self.world(),
+                links = self.links.len(),
+                "{}",
+                self.progress_line()
+            );
+        }
+        if let Some(summary) = self.admission.take_summary() {
+            warn!("barrier: {summary}");
+        }
+    }
+
+    /// Decides on a connection from `source`; `None` turns it away.
+    pub fn admit(&mut self, source: IpAddr) -> Option<Admitted> {
+        let evict = match self.admission.admit(source) {
+            Admit::No => return None,
+            Admit::YesEvicting(oldest) => {
+                self.admission.finished(oldest);
+                Some(oldest)
+            }
+            Admit::Yes => None,
+        };
+        let id = self.next_handshake;
+        self.next_handshake += 1;
+        self.admission.started(id, source);
+        Some(Admitted { id, evict })
+    }
+
+    /// An admitted handshake ended: passed (adopt it next with
+    /// [`Core::link_up`]) or failed with `error`.
+    pub fn handshake_done(
+        &mut self,
+        id: HandshakeId,
+        remote: SocketAddr,
+        error: Option<&HandshakeError>,
+    ) {
+        self.admission.finished(id);
+        let Some(e) = error else {
+            return;
+        };
+        let why = match e {
+            HandshakeError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Refusal::Silent,
+            HandshakeError::Io(_) | HandshakeError::Closed => Refusal::Closed,
+            HandshakeError::Protocol(ProtoError::Version(_)) => Refusal::OldVersion,
+            HandshakeError::Protocol(_) | HandshakeError::Unexpected { .. } => Refusal::Garbage,
+            HandshakeError::BadProof => Refusal::BadProof,
+            HandshakeError::Rejected(reason, detail) => {
+                self.log_rejection(&remote.to_string(), *reason, detail, "turned away");
+                return;
+            }
+        };
+        debug!(remote = %remote, reason = why.name(), "barrier: handshake failed: {e}");
+        self.admission.refused(why, remote.ip());
+    }
+
+    /// Logs an authenticated peer's rejection once per peer and reason:
+    /// both sides know the token, so this is a configuration mistake.
+    fn log_rejection(&mut self, peer: &str, reason: Reject, detail: &str, verb: &str) {
+        if self.logged.insert((peer.to_owned(), reason)) {
+            warn!(
+                peer,
+                reason = reason.name(),
+                "barrier: {verb} {peer}: {detail}"
+            );
+        }
+    }
+
+    /// Takes a link that passed its handshake (`dialed` by this pod or
+    /// accepted; `local`/`remote` as this end sees them) into the table,
+    /// unless its incarnation is stale or another link to the same peer
+    /// wins.
+    pub fn link_up(
+        &mut self,
+        now: Instant,
+        peer: Hello,
+        local: SocketAddr,
+        remote: SocketAddr,
+        dialed: bool,
+    ) -> LinkUp {
+        let me = self.settings.index;
+        if let Err(reason) = self.members.admit(&peer) {
+            let detail = match reason {
+                Reject::StaleIncarnation => format!(
+                    "index {} has a newer live incarnation than {}",
+                    peer.index,
+                    peer.instance.short()
+                ),
+                other => other.name().replace('_', " "),
+            };
+            self.log_rejection(&remote.to_string(), reason, &detail, "turned away");
+            return LinkUp::Refused(Sealed::Reject(reason, detail));
+        }
+        let dialer = if dialed {
+            (me, local.port())
+        } else {
+            (peer.index, remote.port())
+        };
+        let mut first_link = true;
+        if let Some(old) = self.links.of(peer.index) {
+            let existing = self.links.get(old).expect("by_index names a link");
+            if existing.instance == peer.instance {
+                // Both ends dialed each other: keep the link dialed by the
+                // lower index, as the other end does too.
+                if dialer >= existing.dialer {
+                    return LinkUp::Refused(Sealed::Bye(Bye::Duplicate));
+                }
+                self.close_link(old, Some(Bye::Duplicate));
+                first_link = false;
+            } else {
+                // A newer incarnation of the peer: its predecessor's link
+                // has nothing more to say.
+                self.close_link(old, Some(Bye::Superseded));
+            }
+        }
+        if self.members.me().addrs.is_empty() {
+            // Nothing says where this pod is: announce the address this
+            // link reached it at.
+            let at = self.since_start(now);
+            self.members.set_own_addrs(vec![local.ip()], at);
+        }
+        let id = self
+            .links
+            .insert(LinkState::new(peer.index, peer.instance, dialer));
+        self.dialing.queue.cancel(DialKey::Peer(peer.index));
+        let info = &mut self.dialing.peers[peer.index as usize];
+        info.failures = 0;
+        info.retry_at = None;
+        if first_link {
+            let name = self.settings.peers[peer.index as usize].to_string();
+            info!(
+                peer = %name,
+                addr = %remote.ip(),
+                instance = %peer.instance.short(),
+                direction = if dialed { "outgoing" } else { "incoming" },
+                after = %human(self.since_start(now)),
+                "peer met"
+            );
+        }
+        let record = Record {
+            index: peer.index,
+            instance: peer.instance,
+            started_ms: peer.started_ms,
+            seq: 0,
+            state: State::Alive,
+            addrs: if peer.addrs.is_empty() {
+                vec![remote.ip()]
+            } else {
+                peer.addrs
+            },
+        };
+        self.merge(now, record, Source::Link(id));
+        LinkUp::Adopted(id)
+    }
+
+    /// Asks a link to close; `bye` tells the peer it is on purpose.
+    pub(super) fn close_link(&mut self, id: LinkId, bye: Option<Bye>) {
+        let Some(state) = self.links.get_mut(id) else {
+            return;
+        };
+        state.closing = true;
+        self.links.unlink(id);
+        if let Some(reason) = bye {
+            self.push(Action::Send(id, Sealed::Bye(reason)));
+        }
+        self.push(Action::Close(id));
+    }
+
+    /// A frame came in on link `id`.
+    pub fn frame(&mut self, now: Instant, id: LinkId, frame: Sealed) {
+        let Some(state) = self.links.get_mut(id) else {
+            return;
+        };
+        state.heard = true;
+        let index = state.index;
+        match frame {
+            Sealed::Records(records) => {
+                for r in records {
+                    self.merge(now, r, Source::Link(id));
+                }
+            }
+            Sealed::Complete => state.peer_complete = true,
+            Sealed::Bye(reason) => {
+                debug!(peer = %self.settings.peers[index as usize], ?reason, "link closed by the peer");
+                state.peer_bye = true;
+                self.close_link(id, None);
+            }
+            Sealed::Reject(reason, detail) => {
+                state.peer_bye = true;
+                let peer = self.settings.peers[index as usize].to_string();
+                self.log_rejection(&peer, reason, &detail, "rejected by");
+                self.close_link(id, None);
+            }
+        }
+    }
+
+    /// Link `id` ended. Unless it ended gracefully, its incarnation is
+    /// declared dead, so the others wait for its replacement.
+    pub fn closed(&mut self, now: Instant, id: LinkId, end: End) {
+        let Some(state) = self.links.remove(id) else {
+            return;
+        };
+        if self.links.is_empty() {
+            self.dialing.isolated_since = now;
+        }
+        if state.ended_gracefully() || !self.members.is_current(state.index, state.instance) {
+            return;
+        }
+        let peer = &self.settings.peers[state.index as usize];
+        let why = match &end {
+            End::Eof => "closed without a goodbye".to_owned(),
+            End::Error(e) => e.clone(),
+        };
+        warn!(
+            peer = %peer,
+            instance = %state.instance.short(),
+            "peer lost: the link to {peer} ended ({why}); counting it as gone until it \
+             or a replacement comes back"
+        );
+        let at = self.since_start(now);
+        let merged = self.members.declare_dead(state.index, state.instance, at);
+        self.after_merge(now, merged, Source::Local);
+    }
+
+    /// Leaves the barrier for good (a serving sidecar on SIGTERM): records
+    /// this pod as `left` so that a replacement arriving later still counts
+    /// it, and says goodbye on every link.
+    pub fn leave(&mut self, now: Instant) {
+        let at = self.since_start(now);
+        self.members.set_own_state(State::Left, at);
+        self.flush();
+        for id in self.links.ids() {
+            self.close_link(id, Some(Bye::Leaving));
+        }
+    }
+
+    fn merge(&mut self, now: Instant, record: Record, source: Source) {
+        let merged = self.members.merge(record, source, self.since_start(now));
+        self.after_merge(now, merged, source);
+    }
+
+    /// Logs what a merge changed and releases when the table is complete.
+    fn after_merge(&mut self, now: Instant, merged: Merged, source: Source) {
+        match merged {
+            Merged::Changed {
+                index,
+                current: CurrentChange::Updated { before, after },
+            } => {
+                let peer = &self.settings.peers[index as usize];
+                let arrived = after.state != State::Dead;
+                match before.as_ref() {
+                    Some(b) if arrived && b.instance != after.instance => {
+                        info!(
+                            peer = %peer,
+                            addrs = %join(&after.addrs),
+                            "peer replaced: {peer} is now instance {} at {} (was {})",
+                            after.instance.short(),
+                            join(&after.addrs),
+                            b.instance.short()
+                        );
+                        self.changed_after_release();
+                    }
+                    Some(b) if arrived && b.state == State::Dead => {
+                        info!(peer = %peer, "peer back: {peer} answered again");
+                        self.changed_after_release();
+                    }
+                    Some(b) if arrived && b.addrs != after.addrs => {
+                        info!(
+                            peer = %peer,
+                            addrs = %join(&after.addrs),
+                            "peer moved: {peer} is now at {}",
+                            join(&after.addrs)
+                        );
+                        self.changed_after_release();
+                    }
+                    None if arrived && source != Source::Local => {
+                        debug!(peer = %peer, addrs = %join(&after.addrs), "peer arrived");
+                    }
+                    _ => {}
+                }
+            }
+            Merged::Refuted { seq } => {
+                debug!(seq, "a peer reported this pod gone; told them otherwise");
+            }
+            Merged::Changed { .. } | Merged::Nothing | Merged::Ignored(_) => {}
+        }
+        if self.released.is_none() && self.members.all_arrived() {
+            self.release(now);
+        }
+    }
+
+    /// After the release, a changed address is a re-admission: the
+    /// hand-off follows it.
+    fn changed_after_release(&mut self) {
+        if self.released.is_some() {
+            self.readmissions += 1;
+            self.push(Action::Publish);
+        }
+    }
+
+    fn release(&mut self, now: Instant) {
+        let after = self.since_start(now);
+        self.released = Some(after);
+        if self.settings.serve {
+            info!(
+                peers = self.world(),
+                elapsed = %human(after),
+                "all {} peers met after {}; serving",
+                self.world(),
+                human(after)
+            );
+        } else {
+            debug!(
+                links = self.links.len(),
+                "released; confirming with the linked peers"
+            );
+        }
+        self.push(Action::Publish);
+    }
+
+    /// Sends every link what it lacks: new records, then COMPLETE once
+    /// released; closes links whose peer has confirmed too (unless serving).
+    pub(super) fn flush(&mut self) {
+        let log_len = self.members.log_len();
+        let released = self.released.is_some();
+        let mut confirmed = Vec::new();
+        for (id, state) in self.links.iter_mut() {
+            if state.closing {
+                continue;
+            }
+            if state.cursor < log_len {
+                let mut records = self.members.changes_since(state.cursor, Source::Link(id));
+                while !records.is_empty() {
+                    let rest = records.split_off(records.len().min(proto::records_per_frame()));
+                    self.actions
+                        .push_back(Action::Send(id, Sealed::Records(records)));
+                    records = rest;
+                }
+                state.cursor = log_len;
+            }
+            if released && !state.sent_complete {
+                self.actions.push_back(Action::Send(id, Sealed::Complete));
+                state.sent_complete = true;
+            }
+            if released && !self.settings.serve && state.sent_complete && state.peer_complete {
+                confirmed.push(id);
+            }
+        }
+        for id in confirmed {
+            self.close_link(id, None);
+        }
+    }
+}
+
+pub(super) fn join(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
