@@ -36,6 +36,8 @@ pub mod proto;
 pub mod serve;
 pub mod session;
 pub mod settings;
+#[cfg(test)]
+mod sim;
 pub mod topology;
 pub mod view;
 mod walk;

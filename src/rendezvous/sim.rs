@@ -1,0 +1,437 @@
+//! A deterministic network of cores, for tests: no socket, no task, no
+//! clock. Dials succeed when the harness says the peer is up; frames are
+//! delivered in an order a seed chooses (each link's direction stays in
+//! order, as TCP keeps it); time jumps to the next instant some core wants.
+//! The same rules the shell runs are thereby checked over many orders.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::auth::InstanceId;
+use super::core::{Action, Core, DialKey, LinkUp};
+use super::links::{End, LinkId};
+use super::proto::Sealed;
+use super::settings::Settings;
+use crate::cause::Cause;
+use crate::peers::{Peer, Target};
+
+pub const SEC: Duration = Duration::from_secs(1);
+
+/// Where pod `index` of generation `generation` lives.
+pub fn ip(index: u32, generation: u8) -> IpAddr {
+    IpAddr::from([10, generation, 0, index as u8 + 1])
+}
+
+pub fn settings(index: u32, world: u32, generation: u8, serve: bool) -> Settings {
+    Settings {
+        token: Some("uid-1".into()),
+        job: "job".into(),
+        index,
+        peers: (0..world)
+            .map(|i| Peer {
+                index: Some(i),
+                target: Target::Name(format!("job-{i}.svc.")),
+            })
+            .collect(),
+        announce: vec![ip(index, generation)],
+        listen: None,
+        port: 7470,
+        interval: SEC,
+        connect_timeout: SEC,
+        concurrency: 8,
+        serve,
+        service: None,
+    }
+}
+
+/// One end of a link: the pod (by index) and its link id there.
+type EndId = (u32, LinkId);
+
+/// What travels between two cores.
+#[derive(Debug)]
+enum Wire {
+    Frame(Sealed),
+    /// The sender half-closed: the receiver sees the end of stream.
+    Eof,
+}
+
+pub struct Sim {
+    pub t0: Instant,
+    pub now: Instant,
+    /// The live incarnation of each index, if any.
+    pub pods: Vec<Option<Core>>,
+    generation: Vec<u8>,
+    /// Each link end's peer end.
+    peer_of: HashMap<EndId, EndId>,
+    /// What is in flight towards each end, in order.
+    inbox: HashMap<EndId, VecDeque<Wire>>,
+    /// Whether each end has half-closed its sending side.
+    sent_eof: HashMap<EndId, bool>,
+    rng: u64,
+    next_port: u16,
+}
+
+impl Sim {
+    /// `world` pods, none started; frames interleave as `seed` says.
+    pub fn new(world: u32, seed: u64) -> Sim {
+        let t0 = Instant::now();
+        Sim {
+            t0,
+            now: t0,
+            pods: (0..world).map(|_| None).collect(),
+            generation: vec![0; world as usize],
+            peer_of: HashMap::new(),
+            inbox: HashMap::new(),
+            sent_eof: HashMap::new(),
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            next_port: 40_000,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64: small, deterministic, good enough to pick an order.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Starts (or replaces) pod `index` with a new incarnation.
+    pub fn start(&mut self, index: u32, serve: bool) {
+        if self.pods[index as usize].is_some() {
+            self.kill(index);
+        }
+        let g = &mut self.generation[index as usize];
+        *g += 1;
+        let generation = *g;
+        let world = self.pods.len() as u32;
+        let mut id = [0u8; 16];
+        id[0] = index as u8;
+        id[1] = generation;
+        let elapsed_ms = self.now.duration_since(self.t0).as_millis() as u64;
+        let core = Core::new(
+            settings(index, world, generation, serve),
+            InstanceId(id),
+            1_000 + elapsed_ms,
+            self.now,
+        );
+        self.pods[index as usize] = Some(core);
+    }
+
+    /// Pod `index`'s process dies: its links end with an error at the
+    /// other ends, after what it had sent.
+    pub fn kill(&mut self, index: u32) {
+        self.pods[index as usize] = None;
+        let ends: Vec<EndId> = self
+            .peer_of
+            .keys()
+            .filter(|e| e.0 == index)
+            .copied()
+            .collect();
+        for end in ends {
+            let peer = self.peer_of.remove(&end).expect("paired");
+            self.peer_of.remove(&peer);
+            self.inbox.remove(&end);
+            self.sent_eof.remove(&end);
+            if let Some(core) = self.pods[peer.0 as usize].as_mut() {
+                // What was in flight towards the peer still arrives first.
+                let pending: Vec<Wire> = self.inbox.remove(&peer).into_iter().flatten().collect();
+                for wire in pending {
+                    if let Wire::Frame(frame) = wire {
+                        core.frame(self.now, peer.1, frame);
+                    }
+                }
+                core.closed(self.now, peer.1, End::Error("connection reset".into()));
+            }
+            self.sent_eof.remove(&peer);
+        }
+    }
+
+    pub fn core(&self, index: u32) -> &Core {
+        self.pods[index as usize].as_ref().expect("pod is up")
+    }
+
+    /// Polls every pod and carries out what they ask, until nothing is in
+    /// flight; then time jumps to the next wake. Stops at `until`, or when
+    /// `stop` holds after a step.
+    pub fn run_until(&mut self, until: Duration, mut stop: impl FnMut(&Sim) -> bool) {
+        let end = self.t0 + until;
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            assert!(steps < 1_000_000, "the simulation does not settle");
+            for i in 0..self.pods.len() as u32 {
+                self.poll(i);
+            }
+            if stop(self) {
+                return;
+            }
+            if !self.deliver_one() {
+                let next = self
+                    .pods
+                    .iter_mut()
+                    .flatten()
+                    .filter(|c| !c.done())
+                    .map(|c| c.next_wake())
+                    .min();
+                match next {
+                    Some(at) if at <= end => self.now = self.now.max(at),
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self, index: u32) {
+        let now = self.now;
+        let Some(core) = self.pods[index as usize].as_mut() else {
+            return;
+        };
+        core.poll(now);
+        self.execute(index);
+    }
+
+    fn execute(&mut self, index: u32) {
+        loop {
+            let Some(core) = self.pods[index as usize].as_mut() else {
+                return;
+            };
+            let Some(action) = core.next_action() else {
+                return;
+            };
+            match action {
+                Action::Dial { key, started, .. } => self.dial(index, key, started),
+                Action::Send(id, frame) => self.send((index, id), Wire::Frame(frame)),
+                Action::Close(id) => {
+                    let end = (index, id);
+                    if !self.sent_eof.get(&end).copied().unwrap_or(true) {
+                        self.sent_eof.insert(end, true);
+                        self.send(end, Wire::Eof);
+                    }
+                }
+                Action::Publish => {}
+            }
+        }
+    }
+
+    fn send(&mut self, from: EndId, wire: Wire) {
+        if let Some(&to) = self.peer_of.get(&from) {
+            self.inbox.entry(to).or_default().push_back(wire);
+        }
+    }
+
+    /// A dial from `from` to `key` succeeds when the pod it looks for is up.
+    fn dial(&mut self, from: u32, key: DialKey, started: Instant) {
+        let to = match key {
+            DialKey::Peer(c) if self.pods[c as usize].is_some() => Some(c),
+            _ => None,
+        };
+        let Some(to) = to else {
+            if let Some(core) = self.pods[from as usize].as_mut() {
+                core.dial_done(key, started, Some(Cause::NxDomain));
+            }
+            return;
+        };
+        self.pods[from as usize]
+            .as_mut()
+            .expect("dialer is up")
+            .dial_done(key, started, None);
+        let port = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1).max(40_000);
+        let (gf, gt) = (self.generation[from as usize], self.generation[to as usize]);
+        let dialer_addr = SocketAddr::new(ip(from, gf), port);
+        let listener_addr = SocketAddr::new(ip(to, gt), 7470);
+        let (hello_from, hello_to) = (self.core(from).hello(), self.core(to).hello());
+        let now = self.now;
+        let up_from = self.pods[from as usize].as_mut().unwrap().link_up(
+            now,
+            hello_to,
+            dialer_addr,
+            listener_addr,
+            true,
+        );
+        let up_to = self.pods[to as usize].as_mut().unwrap().link_up(
+            now,
+            hello_from,
+            listener_addr,
+            dialer_addr,
+            false,
+        );
+        match (up_from, up_to) {
+            (LinkUp::Adopted(a), LinkUp::Adopted(b)) => self.pair((from, a), (to, b)),
+            // One side turned the link away: the other sees it end.
+            (LinkUp::Adopted(a), LinkUp::Refused(frame)) => self.refused((from, a), frame),
+            (LinkUp::Refused(frame), LinkUp::Adopted(b)) => self.refused((to, b), frame),
+            (LinkUp::Refused(_), LinkUp::Refused(_)) => {}
+        }
+        self.execute(from);
+        self.execute(to);
+    }
+
+    fn pair(&mut self, a: EndId, b: EndId) {
+        self.peer_of.insert(a, b);
+        self.peer_of.insert(b, a);
+        self.sent_eof.insert(a, false);
+        self.sent_eof.insert(b, false);
+    }
+
+    /// The end `adopted` hears `frame` and then the end of stream.
+    fn refused(&mut self, adopted: EndId, frame: Sealed) {
+        let now = self.now;
+        if let Some(core) = self.pods[adopted.0 as usize].as_mut() {
+            core.frame(now, adopted.1, frame);
+            core.closed(now, adopted.1, End::Eof);
+        }
+    }
+
+    /// Delivers one thing in flight, picked by the seed; false if none.
+    fn deliver_one(&mut self) -> bool {
+        let mut ready: Vec<EndId> = self
+            .inbox
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(&e, _)| e)
+            .collect();
+        if ready.is_empty() {
+            return false;
+        }
+        ready.sort_unstable();
+        let to = ready[(self.random() % ready.len() as u64) as usize];
+        let wire = self.inbox.get_mut(&to).unwrap().pop_front().unwrap();
+        let now = self.now;
+        match wire {
+            Wire::Frame(frame) => {
+                if let Some(core) = self.pods[to.0 as usize].as_mut() {
+                    core.frame(now, to.1, frame);
+                }
+            }
+            Wire::Eof => {
+                // The link task ends on the end of stream: its socket
+                // closes, and the sender sees the end of stream too.
+                if let Some(core) = self.pods[to.0 as usize].as_mut() {
+                    core.closed(now, to.1, End::Eof);
+                }
+                if let Some(from) = self.peer_of.remove(&to) {
+                    self.peer_of.remove(&from);
+                    self.inbox.remove(&to);
+                    self.inbox.remove(&from);
+                    self.sent_eof.remove(&to);
+                    self.sent_eof.remove(&from);
+                    if let Some(core) = self.pods[from.0 as usize].as_mut() {
+                        core.closed(now, from.1, End::Eof);
+                    }
+                }
+            }
+        }
+        self.execute(to.0);
+        true
+    }
+
+    pub fn all_released(&self) -> bool {
+        self.pods.iter().flatten().all(Core::is_released)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rendezvous::proto::State;
+
+    fn addrs_seen(core: &Core) -> Vec<Vec<IpAddr>> {
+        core.outcome(None)
+            .peers
+            .into_iter()
+            .map(|p| p.addrs)
+            .collect()
+    }
+
+    #[test]
+    fn in_every_order_everyone_releases_with_the_same_table_and_nobody_dies() {
+        // Worlds on both sides of the mesh/tree boundary; 40 interleavings
+        // each. The rule that must hold in every order: all release, all
+        // agree on every address, nobody is taken for dead, all leave.
+        for world in [2, 3, 8, 9, 20] {
+            for seed in 0..40 {
+                let mut sim = Sim::new(world, seed);
+                for i in 0..world {
+                    sim.start(i, false);
+                }
+                sim.run_until(10 * SEC, |s| s.pods.iter().flatten().all(Core::done));
+                let expected: Vec<Vec<IpAddr>> = (0..world).map(|i| vec![ip(i, 1)]).collect();
+                for i in 0..world {
+                    let core = sim.core(i);
+                    assert!(core.done(), "world {world} seed {seed}: pod {i} not done");
+                    assert_eq!(
+                        addrs_seen(core),
+                        expected,
+                        "world {world} seed {seed}: pod {i}"
+                    );
+                    assert!(
+                        (0..world).all(|j| core.members.current(j).unwrap().state == State::Alive),
+                        "world {world} seed {seed}: pod {i} took a live peer for dead"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_late_pod_releases_everyone_within_an_interval_of_its_start() {
+        for seed in 0..20 {
+            let mut sim = Sim::new(4, seed);
+            for i in 0..3 {
+                sim.start(i, true);
+            }
+            sim.run_until(3 * SEC, |_| false);
+            assert!(sim.pods.iter().flatten().all(|c| !c.is_released()));
+            sim.start(3, true);
+            let started = sim.now;
+            sim.run_until(10 * SEC, Sim::all_released);
+            assert!(sim.all_released(), "seed {seed}");
+            assert!(
+                sim.now.duration_since(started) <= SEC,
+                "seed {seed}: released {:?} after the late start",
+                sim.now.duration_since(started)
+            );
+        }
+    }
+
+    #[test]
+    fn a_killed_pod_is_taken_for_dead_and_its_replacement_is_admitted_everywhere() {
+        for seed in 0..20 {
+            let mut sim = Sim::new(5, seed);
+            for i in 0..5 {
+                sim.start(i, true);
+            }
+            sim.run_until(5 * SEC, Sim::all_released);
+            assert!(sim.all_released(), "seed {seed}");
+            sim.kill(2);
+            sim.run_until(6 * SEC, |_| false);
+            for i in [0, 1, 3, 4] {
+                let r = sim.core(i).members.current(2).expect("known");
+                assert_eq!(
+                    r.state,
+                    State::Dead,
+                    "seed {seed}: pod {i} still counts pod 2"
+                );
+            }
+            sim.start(2, true);
+            sim.run_until(15 * SEC, |s| {
+                (0..5).all(|i| s.core(i).outcome(None).peers[2].addrs == [ip(2, 2)])
+            });
+            for i in 0..5 {
+                assert_eq!(
+                    sim.core(i).outcome(None).peers[2].addrs,
+                    [ip(2, 2)],
+                    "seed {seed}: pod {i} lists the replacement"
+                );
+                assert!(sim.core(i).readmissions <= 1);
+            }
+        }
+    }
+}
