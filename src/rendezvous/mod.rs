@@ -51,10 +51,10 @@ use crate::peers::{Peer, Target};
 use crate::report;
 use crate::schedule::{Scheduler, Wake};
 use admission::{Admission, Admit, Refusal};
-use auth::{Binding, InstanceId, Key};
+use auth::{Binding, Key};
 use link::{End, Event, LinkId, Out};
 use members::{CurrentChange, Members, Merged, Source};
-use proto::{Bye, Hello, ProtoError, Record, Reject, Sealed, State};
+use proto::{Bye, Hello, InstanceId, ProtoError, Record, Reject, Sealed, State};
 use session::{FrameReader, HandshakeError, Local, Role, SealedReader, SealedWriter};
 use topology::Topology;
 
