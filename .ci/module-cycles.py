@@ -540,6 +540,16 @@ def self_test():
     t["src/b.rs"] += "#[cfg(all(test, unix))]\nfn t2() { crate::a::f(); }\nfn real() { crate::a::f(); }\n"
     check(cycles_of(t) == [("a", "b")], f"code after a test item still counts: {cycles_of(t)}")
 
+    # #[path]: a file under src/ is read as that module; one outside is not.
+    t = {
+        "src/lib.rs": 'mod a;\n#[path = "impl_b.rs"]\nmod b;\n#[path = "../tests/support/x.rs"]\nmod x;\n',
+        "src/a.rs": "use crate::b::B;\nuse crate::x::X;\n",
+        "src/impl_b.rs": "use crate::a::A;\n",
+        "tests/support/x.rs": "use crate::a::A;\n",
+    }
+    check(cycles_of(t) == [("a", "b")], f"#[path]: {cycles_of(t)}")
+    check(edges_of(t) == {("a", "b"), ("b", "a")}, f"#[path] edges: {edges_of(t)}")
+
     # A whole file under #![cfg(test)].
     t = {
         "src/lib.rs": "mod a;\nmod b;\n",
