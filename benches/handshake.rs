@@ -10,9 +10,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peergate::rendezvous::auth::Binding;
-use peergate::rendezvous::auth::{InstanceId, Key};
-use peergate::rendezvous::proto::{Hello, Sealed};
+use peergate::rendezvous::auth::{Binding, Key};
+use peergate::rendezvous::proto::{Hello, InstanceId, Sealed};
 use peergate::rendezvous::session::{self, FrameReader, Local, Role};
 
 fn cpu() -> Duration {

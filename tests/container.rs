@@ -20,17 +20,25 @@
 //! result does not depend on the host's resolver, and a missing peer looks
 //! like it does on an offline engine (no answer rather than NXDOMAIN).
 //!
-//! The peergate image is built once per run by images/build.sh, which makes
-//! the static release binary the FROM scratch image needs (the test build of
-//! this crate is linked for the host, dynamically on glibc), or taken from
-//! `PEERGATE_TEST_IMAGE` (as CI does with the image it built before the
-//! tests), which is then left in place. Every
-//! container, network and image the test creates carries the run's unique
-//! prefix and is removed by a Drop guard, also when an assertion fails.
+//! One `#[test]` per scenario (`scenarios::*`), so one failing scenario
+//! does not hide the others. They run in parallel threads, as libtest
+//! schedules them, each on its own `--internal` network with its own
+//! names (the run's unique prefix, then the scenario's), so their DNS
+//! answers never mix.
 //!
-//! Without a usable Docker daemon or a static /bin/busybox the test prints why
-//! and passes; under CI (`CI` set to anything but `false` or `0`) that is a
-//! failure.
+//! The images are built once per test process, by the first test that needs
+//! them (a `OnceLock`; a failed build fails every test with its message):
+//! images/build.sh makes the static release binary the FROM scratch image
+//! needs (the test build of this crate is linked for the host, dynamically
+//! on glibc), unless `PEERGATE_TEST_IMAGE` names one (as CI does with the
+//! image it built before the tests), which is then left in place. Every
+//! container and network a scenario creates is removed by a Drop guard,
+//! also when an assertion fails; the images this process built are removed
+//! when it exits (an `atexit` handler: statics are never dropped).
+//!
+//! Without a usable Docker daemon or a static /bin/busybox each test prints
+//! why and passes; under CI (`CI` set to anything but `false` or `0`) that
+//! is a failure.
 
 #[path = "support/ci.rs"]
 mod ci;
@@ -38,7 +46,7 @@ mod ci;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -191,18 +199,64 @@ impl Drop for Created {
 }
 
 // ---------------------------------------------------------------------------
-// images
+// images, shared by every scenario of this process
 
 struct Images {
     peergate: String,
     sandbox: String,
-    // Removed after every scenario's containers (fields drop in order, and
-    // the Images value outlives the scenarios).
-    _created: Vec<Created>,
+}
+
+/// This process's unique prefix for every Docker object it creates.
+fn run_prefix() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| format!("pge2e-{}-{:x}", std::process::id(), now_ns() % 0xffff_ffff))
+}
+
+/// Images this process built, removed when it exits.
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+extern "C" fn remove_built_images() {
+    let names = match BUILT.lock() {
+        Ok(mut names) => std::mem::take(&mut *names),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for name in names {
+        drop(Created::new(Kind::Image, name));
+    }
+}
+
+/// Registered before the build starts: a half-built image is removed too.
+fn remove_at_exit(image: &str) {
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        // SAFETY: atexit only records the function, which takes no
+        // arguments and does not unwind (every failure in it is ignored).
+        let rc = unsafe { libc::atexit(remove_built_images) };
+        assert_eq!(rc, 0, "atexit");
+    });
+    BUILT.lock().unwrap().push(image.to_string());
+}
+
+/// The images, built by the first caller; every later caller waits for
+/// that build and gets its result.
+fn images() -> &'static Images {
+    static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
+    IMAGES
+        .get_or_init(|| {
+            std::panic::catch_unwind(|| build_images(run_prefix())).map_err(|e| panic_text(&*e))
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the test images could not be built: {e}"))
+}
+
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 fn build_images(run: &str) -> Images {
-    let mut created = Vec::new();
     let peergate = match std::env::var("PEERGATE_TEST_IMAGE") {
         Ok(image) if !image.is_empty() => {
             docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
@@ -210,29 +264,15 @@ fn build_images(run: &str) -> Images {
         }
         _ => {
             let tag = format!("{run}-peergate:test");
-            created.push(Created::new(Kind::Image, tag.clone()));
+            remove_at_exit(&tag);
             run_script(&repo().join("images/build.sh"), &["--tag", &tag]);
             tag
         }
     };
     let sandbox = format!("{run}-sandbox:test");
-    created.push(Created::new(Kind::Image, sandbox.clone()));
+    remove_at_exit(&sandbox);
     run_script(&repo().join("images/sandbox/build.sh"), &[&sandbox]);
-
-    // The image contract the examples rely on.
-    let config = docker_ok(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .Config.User}} {{json .Config.Entrypoint}}",
-        &peergate,
-    ]);
-    assert_eq!(config, r#""65532:65532" ["/peergate"]"#, "image config");
-    Images {
-        peergate,
-        sandbox,
-        _created: created,
-    }
+    Images { peergate, sandbox }
 }
 
 // ---------------------------------------------------------------------------
@@ -682,48 +722,48 @@ fn sidecar_barrier(images: &Images, prefix: String) {
     }
 }
 
-#[test]
-fn container_e2e() {
-    if !ready("container_e2e") {
+/// The image contract the examples rely on: non-root, `/peergate` as the
+/// entrypoint.
+fn image_config(images: &Images, _prefix: String) {
+    let config = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.User}} {{json .Config.Entrypoint}}",
+        &images.peergate,
+    ]);
+    assert_eq!(config, r#""65532:65532" ["/peergate"]"#, "image config");
+}
+
+/// Runs one scenario: skips (or fails under CI) without Docker, takes the
+/// shared images, and gives the scenario names of its own.
+fn run(test: &str, short: &str, scenario: fn(&Images, String)) {
+    if !ready(test) {
         return;
     }
-    let run = format!("pge2e-{}-{:x}", std::process::id(), now_ns() % 0xffff_ffff);
-    let images = build_images(&run);
-
-    type Scenario = fn(&Images, String);
-    let scenarios: [(&str, Scenario); 6] = [
-        ("all", all_three_pass),
-        ("sidecar", sidecar_barrier),
-        ("late", one_pod_late),
-        ("missing", missing_peer_times_out),
-        ("tcp", no_icmp_falls_back_to_tcp),
-        ("json", json_logs),
-    ];
-    // Scenarios run side by side, each on its own network; a panic in one
-    // unwinds its guards, and every failure is reported at the end.
-    let failures: Vec<String> = thread::scope(|s| {
-        let handles: Vec<_> = scenarios
-            .iter()
-            .map(|&(name, scenario)| {
-                let images = &images;
-                let prefix = format!("{run}-{name}");
-                (name, s.spawn(move || scenario(images, prefix)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|(name, h)| {
-                h.join().err().map(|e| {
-                    let msg = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    format!("scenario {name}: {msg}")
-                })
-            })
-            .collect()
-    });
-    drop(images);
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    scenario(images(), format!("{}-{short}", run_prefix()));
 }
+
+/// One test per scenario: `(test name, short name in Docker object names)`.
+macro_rules! scenarios {
+    ($($name:ident => $short:literal),* $(,)?) => {
+        mod scenarios {
+            $(
+                #[test]
+                fn $name() {
+                    super::run(stringify!($name), $short, super::$name);
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    image_config => "image",
+    all_three_pass => "all",
+    sidecar_barrier => "sidecar",
+    one_pod_late => "late",
+    missing_peer_times_out => "missing",
+    no_icmp_falls_back_to_tcp => "tcp",
+    json_logs => "json",
+);

@@ -1,5 +1,7 @@
 //! The cryptography of protocol v2, and nothing else: fresh nonces and
-//! instance ids, the handshake's MACs, the per-connection frame keys.
+//! instance ids, the handshake's MACs, the per-connection frame keys. The
+//! wire's lengths and the `InstanceId` type are `proto`'s; this module
+//! builds on them.
 //!
 //! Every MAC is HMAC-SHA256 keyed by the Job's token over a domain label and
 //! length-prefixed parts, so no two messages of the protocol can ever be
@@ -17,51 +19,22 @@ use std::net::SocketAddr;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// Length of a handshake nonce.
-pub const NONCE_LEN: usize = 32;
-/// Length of every MAC on the wire.
-pub const TAG_LEN: usize = 32;
-/// Length of an instance id.
-pub const INSTANCE_LEN: usize = 16;
-
-pub type Nonce = [u8; NONCE_LEN];
-pub type Tag = [u8; TAG_LEN];
+use super::proto::{self, NONCE_LEN, Nonce, Tag};
+// Only for `rendezvous/serve.rs`'s tests, which still import these two from
+// here (that file is outside this change): remove once they import them
+// from `proto`.
+pub use super::proto::{INSTANCE_LEN, InstanceId};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// A random id drawn once per process: tells two incarnations of the same
-/// index apart (a replaced pod keeps its hostname and index).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId(pub [u8; INSTANCE_LEN]);
-
 impl InstanceId {
-    /// A fresh random id.
+    /// A fresh random id. (The type is `proto`'s; drawing it is this
+    /// module's, as every other random value of the protocol is.)
     pub fn random() -> InstanceId {
         let mut id = [0u8; INSTANCE_LEN];
         fill_random(&mut id);
         InstanceId(id)
     }
-
-    /// The first 8 hex digits, for log lines.
-    pub fn short(&self) -> String {
-        hex(&self.0[..4])
-    }
-}
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
-    }
-}
-
-impl fmt::Debug for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InstanceId({})", self.short())
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fills `buf` from the kernel's random source. Failing to get randomness
@@ -112,7 +85,7 @@ impl Binding {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 * 19);
         for addr in [self.dialer, self.listener] {
-            super::proto::put_addr(&mut out, &addr.ip().to_canonical());
+            proto::put_addr(&mut out, &addr.ip().to_canonical());
             out.extend_from_slice(&addr.port().to_be_bytes());
         }
         out
@@ -142,7 +115,7 @@ impl Transcript {
         }
     }
 
-    fn tag(&self, key: &Key, label: &[u8], hellos: &[&[u8]]) -> Tag {
+    fn mac(&self, key: &Key, label: &[u8], hellos: &[&[u8]]) -> HmacSha256 {
         let mut mac = key.mac();
         let mut part = |bytes: &[u8]| {
             mac.update(&(bytes.len() as u32).to_be_bytes());
@@ -155,13 +128,22 @@ impl Transcript {
         for h in hellos {
             part(h);
         }
-        mac.finalize().into_bytes().into()
+        mac
+    }
+
+    fn tag(&self, key: &Key, label: &[u8], hellos: &[&[u8]]) -> Tag {
+        finish(self.mac(key, label, hellos))
     }
 
     /// The dialer's first message: proves it knows the token, and says
     /// nothing else (binds both nonces and both addresses).
     pub fn dialer_proof(&self, key: &Key) -> Tag {
         self.tag(key, PROOF, &[])
+    }
+
+    /// Whether `got` is the dialer's proof (in constant time).
+    pub fn verify_dialer_proof(&self, key: &Key, got: &[u8]) -> bool {
+        verify(self.mac(key, PROOF, &[]), got)
     }
 
     /// The listener's hello, sent only once the dialer's proof checked out:
@@ -171,10 +153,29 @@ impl Transcript {
         self.tag(key, LISTENER_HELLO, &[listener_hello])
     }
 
+    /// Whether `got` is the listener hello's tag (in constant time).
+    pub fn verify_listener_hello(&self, key: &Key, listener_hello: &[u8], got: &[u8]) -> bool {
+        verify(self.mac(key, LISTENER_HELLO, &[listener_hello]), got)
+    }
+
     /// The dialer's hello: binds the transcript and both sides' claims, so
     /// both instance ids.
     pub fn dialer_hello_tag(&self, key: &Key, listener_hello: &[u8], dialer_hello: &[u8]) -> Tag {
         self.tag(key, DIALER_HELLO, &[listener_hello, dialer_hello])
+    }
+
+    /// Whether `got` is the dialer hello's tag (in constant time).
+    pub fn verify_dialer_hello(
+        &self,
+        key: &Key,
+        listener_hello: &[u8],
+        dialer_hello: &[u8],
+        got: &[u8],
+    ) -> bool {
+        verify(
+            self.mac(key, DIALER_HELLO, &[listener_hello, dialer_hello]),
+            got,
+        )
     }
 
     /// The two keys for the frames after the handshake, one per direction:
@@ -193,17 +194,15 @@ impl Transcript {
     }
 }
 
-/// Checks `got` against `expected` in constant time.
-pub fn tags_match(expected: &Tag, got: &[u8]) -> bool {
-    // Equal lengths are public; the comparison of the bytes is not.
-    if got.len() != TAG_LEN {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (a, b) in expected.iter().zip(got) {
-        diff |= a ^ b;
-    }
-    std::hint::black_box(diff) == 0
+fn finish(mac: HmacSha256) -> Tag {
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether `got` is the tag `mac` computes: the hmac crate's comparison,
+/// constant time over the bytes (a wrong length fails at once: lengths
+/// are public).
+fn verify(mac: HmacSha256, got: &[u8]) -> bool {
+    mac.verify_slice(got).is_ok()
 }
 
 /// The key that tags one direction's frames after the handshake.
@@ -215,11 +214,20 @@ impl FrameKey {
     /// stream, its kind and its body, so frames can be neither injected,
     /// reordered, replayed nor moved to another connection.
     pub fn tag(&self, seq: u64, kind: u8, body: &[u8]) -> Tag {
+        finish(self.mac(seq, kind, body))
+    }
+
+    /// Whether `got` is frame `seq`'s tag (in constant time).
+    pub fn verify(&self, seq: u64, kind: u8, body: &[u8], got: &[u8]) -> bool {
+        verify(self.mac(seq, kind, body), got)
+    }
+
+    fn mac(&self, seq: u64, kind: u8, body: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(&seq.to_be_bytes());
         mac.update(&[kind]);
         mac.update(body);
-        mac.finalize().into_bytes().into()
+        mac
     }
 }
 
@@ -231,6 +239,7 @@ impl fmt::Debug for FrameKey {
 
 #[cfg(test)]
 mod tests {
+    use super::super::proto::TAG_LEN;
     use super::*;
 
     fn binding(a: &str, b: &str) -> Binding {
@@ -330,14 +339,36 @@ mod tests {
     }
 
     #[test]
-    fn tag_comparison() {
-        let t = [7u8; TAG_LEN];
-        assert!(tags_match(&t, &[7u8; TAG_LEN]));
-        let mut other = [7u8; TAG_LEN];
-        other[TAG_LEN - 1] = 8;
-        assert!(!tags_match(&t, &other));
-        assert!(!tags_match(&t, &[7u8; TAG_LEN - 1]));
-        assert!(!tags_match(&t, &[]));
+    fn verification_accepts_the_tag_and_nothing_else() {
+        let key = Key::new("t");
+        let t = transcript();
+        let (k, _) = t.frame_keys(&key, b"l", b"d");
+        type Verify<'a> = &'a dyn Fn(&[u8]) -> bool;
+        let cases: [(Tag, Verify); 4] = [
+            (t.dialer_proof(&key), &|g| t.verify_dialer_proof(&key, g)),
+            (t.listener_hello_tag(&key, b"l"), &|g| {
+                t.verify_listener_hello(&key, b"l", g)
+            }),
+            (t.dialer_hello_tag(&key, b"l", b"d"), &|g| {
+                t.verify_dialer_hello(&key, b"l", b"d", g)
+            }),
+            (k.tag(3, 16, b"body"), &|g| k.verify(3, 16, b"body", g)),
+        ];
+        for (tag, verify) in cases {
+            assert!(verify(&tag));
+            let mut other = tag;
+            other[TAG_LEN - 1] ^= 1;
+            assert!(!verify(&other));
+            assert!(!verify(&tag[..TAG_LEN - 1]));
+            let mut longer = tag.to_vec();
+            longer.push(0);
+            assert!(!verify(&longer));
+            assert!(!verify(&[]));
+        }
+        // Another transcript's proof does not verify.
+        let mut t2 = transcript();
+        t2.dialer_nonce[0] ^= 1;
+        assert!(!t2.verify_dialer_proof(&key, &t.dialer_proof(&key)));
     }
 
     #[test]

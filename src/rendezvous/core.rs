@@ -6,10 +6,11 @@
 //! carries out the [`Action`]s the core queues (dial, send, close, publish
 //! the hand-off). Every rule here therefore runs in deterministic tests.
 //!
-//! The core is split over three files, one job each: this one takes links
-//! and frames in and keeps the table; `walk` decides whom to dial; `view`
-//! answers what the health endpoints, the progress line and the hand-off
-//! show.
+//! The core is split over three files, one job each, layered so that none
+//! uses a file above it: this one takes links and frames in and keeps the
+//! table; `view` (above it) answers what the health endpoints, the progress
+//! line and the hand-off show; `walk` (on top) decides whom to dial and
+//! when, and drives the periodic step, [`Core::poll`].
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +20,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::admission::{Admission, Admit, HandshakeId, Refusal};
-use super::auth::InstanceId;
 use super::links::{End, LinkId, LinkState, Links};
 use super::members::{CurrentChange, Members, Merged, Source};
+use super::proto::InstanceId;
 use super::proto::{self, Bye, Hello, ProtoError, Record, Reject, Sealed, State};
 use super::session::HandshakeError;
 use super::settings::Settings;
@@ -125,7 +126,7 @@ pub struct Core {
     pub(super) dialing: Dialing,
     pub(super) admission: Admission,
     next_handshake: HandshakeId,
-    next_tick: Instant,
+    pub(super) next_tick: Instant,
     pub(super) released: Option<Duration>,
     /// Authenticated rejections already logged, by peer and reason.
     logged: HashSet<(String, Reject)>,
@@ -231,48 +232,6 @@ impl Core {
     /// confirmed and closed.
     pub fn done(&self) -> bool {
         !self.settings.serve && self.released.is_some() && self.links.is_empty()
-    }
-
-    /// Does what is due at `now`: the release of a world with nobody to
-    /// wait for, the dials, the frames every link lacks, the progress line.
-    pub fn poll(&mut self, now: Instant) {
-        if self.released.is_none() && self.members.all_arrived() {
-            self.release(now);
-        }
-        self.maintain(now);
-        self.start_dials(now);
-        self.flush();
-        if now >= self.next_tick {
-            self.tick();
-            self.next_tick += self.settings.interval;
-            if self.next_tick <= now {
-                self.next_tick = now + self.settings.interval;
-            }
-        }
-    }
-
-    /// When [`Core::poll`] next has something to do, unless an input
-    /// arrives first.
-    pub fn next_wake(&mut self) -> Instant {
-        match self.dialing.queue.next_instant() {
-            Some(at) => at.min(self.next_tick),
-            None => self.next_tick,
-        }
-    }
-
-    fn tick(&mut self) {
-        if self.released.is_none() {
-            info!(
-                met = self.met_count(),
-                peers = self.world(),
-                links = self.links.len(),
-                "{}",
-                self.progress_line()
-            );
-        }
-        if let Some(summary) = self.admission.take_summary() {
-            warn!("barrier: {summary}");
-        }
     }
 
     /// Decides on a connection from `source`; `None` turns it away.
@@ -562,7 +521,7 @@ impl Core {
         }
     }
 
-    fn release(&mut self, now: Instant) {
+    pub(super) fn release(&mut self, now: Instant) {
         let after = self.since_start(now);
         self.released = Some(after);
         if self.settings.serve {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::auth::InstanceId;
+use super::proto::InstanceId;
 
 /// Identifies a link for its lifetime (never reused).
 pub type LinkId = u64;

@@ -18,8 +18,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::auth::InstanceId;
-use super::proto::{Hello, Record, Reject, State};
+use super::proto::{Hello, InstanceId, Record, Reject, State};
 
 /// Incarnations kept per index: the current one and a few predecessors
 /// (enough to recognise a stale one that reconnects).
@@ -381,7 +380,7 @@ impl Members {
 
 #[cfg(test)]
 mod tests {
-    use super::super::auth::INSTANCE_LEN;
+    use super::super::proto::INSTANCE_LEN;
     use super::*;
 
     const T: Duration = Duration::from_secs(1);

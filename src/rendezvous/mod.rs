@@ -59,11 +59,11 @@ use crate::cause::Cause;
 use crate::dns::Resolve;
 use crate::duration::human;
 use crate::outcome::GateOutcome;
-use auth::{InstanceId, Key};
+use auth::Key;
 use dial::{DialPlan, Dialed, Handshaken, Handshakes, NewLink};
 use link::{Event, Out};
 use links::LinkId;
-use proto::ProtoError;
+use proto::{InstanceId, ProtoError};
 use session::Local;
 use topology::Topology;
 

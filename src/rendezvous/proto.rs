@@ -1,7 +1,9 @@
 //! Wire format of barrier protocol version 2: framing, and the bodies of
 //! every frame. Pure functions over bytes; the handshake that orders these
 //! frames is in `session`, their MACs in `auth`. docs/protocol.md is the
-//! specification; this module and its tests are what it describes.
+//! specification; this module and its tests are what it describes. The
+//! wire's lengths and instance ids live here too: `auth` builds on this
+//! module, never the reverse.
 //!
 //! Every frame is a 10-byte header and a body:
 //!
@@ -34,11 +36,10 @@
 //! trailing bytes, unknown values and oversized counts, so every accepted
 //! frame has exactly one encoding.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
-
-use super::auth::{INSTANCE_LEN, InstanceId, NONCE_LEN, Nonce, TAG_LEN, Tag};
 
 pub const MAGIC: [u8; 4] = *b"PGBR";
 pub const VERSION: u8 = 2;
@@ -50,6 +51,44 @@ pub const MAX_SEALED_BODY: usize = 1 << 20;
 pub const MAX_JOB: usize = 253;
 pub const MAX_ADDRS: usize = 16;
 pub const MAX_DETAIL: usize = 255;
+/// Length of a handshake nonce.
+pub const NONCE_LEN: usize = 32;
+/// Length of every MAC on the wire.
+pub const TAG_LEN: usize = 32;
+/// Length of an instance id.
+pub const INSTANCE_LEN: usize = 16;
+
+pub type Nonce = [u8; NONCE_LEN];
+pub type Tag = [u8; TAG_LEN];
+
+/// A random id drawn once per process (`auth` draws it): tells two
+/// incarnations of the same index apart (a replaced pod keeps its hostname
+/// and index).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(pub [u8; INSTANCE_LEN]);
+
+impl InstanceId {
+    /// The first 8 hex digits, for log lines.
+    pub fn short(&self) -> String {
+        hex(&self.0[..4])
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstanceId({})", self.short())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 pub const KIND_NONCE: u8 = 1;
 pub const KIND_PROOF: u8 = 2;
@@ -225,6 +264,34 @@ pub fn nonce_from(body: &[u8]) -> Result<Nonce, ProtoError> {
     fixed32(body, "nonce: not 32 bytes")
 }
 
+/// A one-byte wire enum: its variants and values are written once, and
+/// `TryFrom<u8>` turns a byte back into a variant, or into `Malformed` with
+/// the given message for a byte no variant has.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident, unknown = $unknown:literal {
+            $($(#[$vmeta:meta])* $variant:ident = $value:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$vmeta])* $variant = $value,)*
+        }
+
+        impl TryFrom<u8> for $name {
+            type Error = ProtoError;
+
+            fn try_from(b: u8) -> Result<$name, ProtoError> {
+                match b {
+                    $($value => Ok($name::$variant),)*
+                    _ => Err(ProtoError::Malformed($unknown)),
+                }
+            }
+        }
+    };
+}
+
 /// What one pod knows about one incarnation of a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -237,83 +304,52 @@ pub struct Record {
     pub addrs: Vec<IpAddr>,
 }
 
-/// An incarnation's state. At equal `seq`, a later state wins:
-/// `Alive < Dead < Left`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum State {
-    /// Running and part of the barrier.
-    Alive = 0,
-    /// A peer that held a link to it saw the link die without a goodbye.
-    Dead = 1,
-    /// It met everyone and left on purpose (or was told to stop).
-    Left = 2,
-}
-
-impl State {
-    fn from_u8(b: u8) -> Option<State> {
-        match b {
-            0 => Some(State::Alive),
-            1 => Some(State::Dead),
-            2 => Some(State::Left),
-            _ => None,
-        }
+wire_enum! {
+    /// An incarnation's state. At equal `seq`, a later state wins:
+    /// `Alive < Dead < Left`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum State, unknown = "record: unknown state" {
+        /// Running and part of the barrier.
+        Alive = 0,
+        /// A peer that held a link to it saw the link die without a goodbye.
+        Dead = 1,
+        /// It met everyone and left on purpose (or was told to stop).
+        Left = 2,
     }
 }
 
-/// Why a link is closed on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bye {
-    /// The sender is leaving (released and done, or stopped).
-    Leaving = 0,
-    /// Another link to the same peer is kept instead.
-    Duplicate = 1,
-    /// The sender's place in the topology no longer needs this link.
-    Unneeded = 2,
-    /// The peer's incarnation was replaced by a newer one.
-    Superseded = 3,
-}
-
-impl Bye {
-    fn from_u8(b: u8) -> Option<Bye> {
-        match b {
-            0 => Some(Bye::Leaving),
-            1 => Some(Bye::Duplicate),
-            2 => Some(Bye::Unneeded),
-            3 => Some(Bye::Superseded),
-            _ => None,
-        }
+wire_enum! {
+    /// Why a link is closed on purpose.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Bye, unknown = "bye: unknown reason" {
+        /// The sender is leaving (released and done, or stopped).
+        Leaving = 0,
+        /// Another link to the same peer is kept instead.
+        Duplicate = 1,
+        /// The sender's place in the topology no longer needs this link.
+        Unneeded = 2,
+        /// The peer's incarnation was replaced by a newer one.
+        Superseded = 3,
     }
 }
 
-/// Why an authenticated peer was turned away. These are configuration
-/// mistakes (both sides know the token), so both sides log them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reject {
-    Job = 1,
-    WorldSize = 2,
-    UnknownIndex = 3,
-    OwnIndex = 4,
-    SelfConnection = 5,
-    StaleIncarnation = 6,
-    DuplicateInstance = 7,
-    WrongIndex = 8,
+wire_enum! {
+    /// Why an authenticated peer was turned away. These are configuration
+    /// mistakes (both sides know the token), so both sides log them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Reject, unknown = "reject: unknown reason" {
+        Job = 1,
+        WorldSize = 2,
+        UnknownIndex = 3,
+        OwnIndex = 4,
+        SelfConnection = 5,
+        StaleIncarnation = 6,
+        DuplicateInstance = 7,
+        WrongIndex = 8,
+    }
 }
 
 impl Reject {
-    fn from_u8(b: u8) -> Option<Reject> {
-        Some(match b {
-            1 => Reject::Job,
-            2 => Reject::WorldSize,
-            3 => Reject::UnknownIndex,
-            4 => Reject::OwnIndex,
-            5 => Reject::SelfConnection,
-            6 => Reject::StaleIncarnation,
-            7 => Reject::DuplicateInstance,
-            8 => Reject::WrongIndex,
-            _ => return None,
-        })
-    }
-
     /// A short name for logs and metrics labels.
     pub fn name(self) -> &'static str {
         match self {
@@ -393,21 +429,16 @@ impl Sealed {
                         instance: r.instance("record: instance id")?,
                         started_ms: r.u64("record: start time")?,
                         seq: r.u32("record: sequence")?,
-                        state: State::from_u8(r.u8("record: state")?)
-                            .ok_or(ProtoError::Malformed("record: unknown state"))?,
+                        state: State::try_from(r.u8("record: state")?)?,
                         addrs: r.addrs("record: addresses")?,
                     });
                 }
                 Sealed::Records(records)
             }
             KIND_COMPLETE => Sealed::Complete,
-            KIND_BYE => Sealed::Bye(
-                Bye::from_u8(r.u8("bye: reason")?)
-                    .ok_or(ProtoError::Malformed("bye: unknown reason"))?,
-            ),
+            KIND_BYE => Sealed::Bye(Bye::try_from(r.u8("bye: reason")?)?),
             KIND_REJECT => {
-                let reason = Reject::from_u8(r.u8("reject: reason")?)
-                    .ok_or(ProtoError::Malformed("reject: unknown reason"))?;
+                let reason = Reject::try_from(r.u8("reject: reason")?)?;
                 let len = usize::from(r.u8("reject: detail")?);
                 let detail = String::from_utf8(r.bytes("reject: detail", len)?.to_vec())
                     .map_err(|_| ProtoError::Malformed("reject: detail is not UTF-8"))?;
@@ -706,9 +737,42 @@ mod tests {
         let mut body = Sealed::Records(vec![record(1, State::Alive)]).encode();
         body[4 + 4 + 16 + 8 + 4] = 9; // state
         assert!(Sealed::decode(KIND_RECORDS, &body).is_err());
-        assert!(Sealed::decode(KIND_BYE, &[42]).is_err());
-        assert!(Sealed::decode(KIND_REJECT, &[0, 0]).is_err());
+        assert_eq!(
+            Sealed::decode(KIND_RECORDS, &body),
+            Err(ProtoError::Malformed("record: unknown state"))
+        );
+        assert_eq!(
+            Sealed::decode(KIND_BYE, &[42]),
+            Err(ProtoError::Malformed("bye: unknown reason"))
+        );
+        assert_eq!(
+            Sealed::decode(KIND_REJECT, &[0, 0]),
+            Err(ProtoError::Malformed("reject: unknown reason"))
+        );
         assert!(Sealed::decode(KIND_NONCE, &[]).is_err());
+    }
+
+    #[test]
+    fn wire_enums_round_trip_through_their_byte() {
+        fn check<T: TryFrom<u8, Error = ProtoError> + Copy>(to_byte: fn(T) -> u8) -> usize {
+            (0..=u8::MAX)
+                .filter_map(|b| T::try_from(b).ok().map(|v| (b, v)))
+                .inspect(|&(b, v)| assert_eq!(to_byte(v), b))
+                .count()
+        }
+        assert_eq!(check::<State>(|v| v as u8), 3);
+        assert_eq!(check::<Bye>(|v| v as u8), 4);
+        assert_eq!(check::<Reject>(|v| v as u8), 8);
+        assert_eq!(State::try_from(1), Ok(State::Dead));
+        assert_eq!(Reject::try_from(8), Ok(Reject::WrongIndex));
+    }
+
+    #[test]
+    fn instance_ids_print_as_hex() {
+        let id = InstanceId([0xab; INSTANCE_LEN]);
+        assert_eq!(id.to_string(), "ab".repeat(INSTANCE_LEN));
+        assert_eq!(id.short(), "abababab");
+        assert_eq!(format!("{id:?}"), "InstanceId(abababab)");
     }
 
     #[test]

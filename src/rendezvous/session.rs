@@ -22,10 +22,10 @@ use std::io;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::auth::{self, Binding, FrameKey, Key, TAG_LEN, Transcript};
+use super::auth::{self, Binding, FrameKey, Key, Transcript};
 use super::proto::{
     self, Hello, KIND_HELLO, KIND_NONCE, KIND_PROOF, MAX_PLAIN_BODY, MAX_SEALED_BODY, ProtoError,
-    Reject, Sealed, Split,
+    Reject, Sealed, Split, TAG_LEN,
 };
 
 /// Which end of the connection this pod is.
@@ -260,7 +260,7 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
             return Err(ReadError::BadTag);
         };
         let (body, tag) = body.split_at(split);
-        if !auth::tags_match(&self.key.tag(self.seq, kind, body), tag) {
+        if !self.key.verify(self.seq, kind, body, tag) {
             return Err(ReadError::BadTag);
         }
         self.seq += 1;
@@ -315,7 +315,7 @@ where
                 .await?;
             let body = read_plain(&mut reader, "HELLO", KIND_HELLO).await?;
             let (claims, tag) = proto::split_hello(&body)?;
-            if !auth::tags_match(&t.listener_hello_tag(key, claims), tag) {
+            if !t.verify_listener_hello(key, claims, tag) {
                 return Err(HandshakeError::BadProof);
             }
             let tag = t.dialer_hello_tag(key, claims, &local.claims);
@@ -331,7 +331,7 @@ where
         }
         Role::Listener => {
             let proof = read_plain(&mut reader, "PROOF", KIND_PROOF).await?;
-            if !auth::tags_match(&t.dialer_proof(key), &proof) {
+            if !t.verify_dialer_proof(key, &proof) {
                 return Err(HandshakeError::BadProof);
             }
             let tag = t.listener_hello_tag(key, &local.claims);
@@ -343,7 +343,7 @@ where
                 .await?;
             let body = read_plain(&mut reader, "HELLO", KIND_HELLO).await?;
             let (claims, tag) = proto::split_hello(&body)?;
-            if !auth::tags_match(&t.dialer_hello_tag(key, &local.claims, claims), tag) {
+            if !t.verify_dialer_hello(key, &local.claims, claims, tag) {
                 return Err(HandshakeError::BadProof);
             }
             peer_claims = claims.to_vec();
@@ -381,8 +381,7 @@ mod tests {
     use tokio::io::{DuplexStream, ReadHalf, WriteHalf, duplex, split};
     use tokio::time::timeout;
 
-    use super::super::auth::{INSTANCE_LEN, InstanceId};
-    use super::super::proto::{Bye, Record, State};
+    use super::super::proto::{Bye, INSTANCE_LEN, InstanceId, Record, State};
     use super::*;
 
     type Outcome = Result<

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::auth::InstanceId;
 use super::core::{Action, Core, DialKey, LinkUp};
 use super::links::{End, LinkId};
+use super::proto::InstanceId;
 use super::proto::Sealed;
 use super::settings::Settings;
 use crate::cause::Cause;

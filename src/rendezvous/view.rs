@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::auth::InstanceId;
 use super::core::Core;
+use super::proto::InstanceId;
 use super::proto::{Record, State};
 use super::topology::Topology;
 use crate::cause::Cause;

@@ -1,12 +1,12 @@
-//! Whom the core dials, and when: the topology walk over the candidates,
-//! the fallback beyond it, the Service sweep out of an island, and the
-//! shedding of links no longer needed. Part of the I/O-free core: it only
-//! queues [`Action::Dial`]s and closes.
+//! Whom the core dials, and when: the periodic step ([`Core::poll`]), the
+//! topology walk over the candidates, the fallback beyond it, the Service
+//! sweep out of an island, and the shedding of links no longer needed. Part
+//! of the I/O-free core: it only queues [`Action::Dial`]s and closes.
 
 use std::net::IpAddr;
 
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::core::{Action, Core, DialKey, DialTarget};
 use super::links::LinkId;
@@ -19,6 +19,48 @@ use crate::peers::Target;
 const SUSPECT_AFTER: u32 = 3;
 
 impl Core {
+    /// Does what is due at `now`: the release of a world with nobody to
+    /// wait for, the dials, the frames every link lacks, the progress line.
+    pub fn poll(&mut self, now: Instant) {
+        if self.released.is_none() && self.members.all_arrived() {
+            self.release(now);
+        }
+        self.maintain(now);
+        self.start_dials(now);
+        self.flush();
+        if now >= self.next_tick {
+            self.tick();
+            self.next_tick += self.settings.interval;
+            if self.next_tick <= now {
+                self.next_tick = now + self.settings.interval;
+            }
+        }
+    }
+
+    /// When [`Core::poll`] next has something to do, unless an input
+    /// arrives first.
+    pub fn next_wake(&mut self) -> Instant {
+        match self.dialing.queue.next_instant() {
+            Some(at) => at.min(self.next_tick),
+            None => self.next_tick,
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.released.is_none() {
+            info!(
+                met = self.met_count(),
+                peers = self.world(),
+                links = self.links.len(),
+                "{}",
+                self.progress_line()
+            );
+        }
+        if let Some(summary) = self.admission.take_summary() {
+            warn!("barrier: {summary}");
+        }
+    }
+
     /// Keeps the links the topology wants: walks the candidates in order,
     /// counting links, dialing known addresses, and resolving at most one
     /// more unknown name than links are missing (plus one rotating

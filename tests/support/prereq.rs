@@ -1,10 +1,12 @@
 //! Prerequisite checks. Without root or a tool the e2e tests print why and
 //! return; under CI (see [`super::ci`]) a missing prerequisite fails the test
-//! instead.
+//! instead. A scenario that runs a program of its own (`program = "python3"`
+//! for `tests/strangers.py`) also needs that program, with the same rule.
 
 use std::path::{Path, PathBuf};
 
-/// Tools the bed runs. Package names are in /work/notes/ci-e2e.md and the README.
+/// Tools the bed runs, with the Debian packages that have them (`.ci/run`
+/// installs these; docs/testing.md lists them).
 pub const TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("dnsmasq", "dnsmasq-base"),
@@ -35,14 +37,32 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Programs only some scenarios run, with their packages.
+pub const SCENARIO_TOOLS: &[(&str, &str)] = &[("python3", "python3-minimal")];
+
 /// Why the bed cannot run here, if it cannot.
 pub fn missing() -> Option<String> {
+    missing_with(&[])
+}
+
+/// Why the bed cannot run `extra` programs (names looked up on PATH) here,
+/// if it cannot.
+pub fn missing_with(extra: &[&str]) -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root (network namespaces, /etc/netns)".into());
     }
+    let extra = extra.iter().map(|&tool| {
+        let pkg = SCENARIO_TOOLS
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .map_or(tool, |&(_, pkg)| pkg);
+        (tool, pkg)
+    });
     let absent: Vec<String> = TOOLS
         .iter()
+        .copied()
+        .chain(extra)
         .filter(|(tool, _)| which(tool).is_none())
         .map(|(tool, pkg)| format!("{tool} (package {pkg})"))
         .collect();
@@ -58,7 +78,12 @@ pub fn missing() -> Option<String> {
 /// True when the caller may go on. Otherwise prints the reason and returns
 /// false, or panics under CI (a skip in CI is a failure).
 pub fn ready(test: &str) -> bool {
-    let Some(why) = missing() else {
+    ready_with(test, &[])
+}
+
+/// [`ready`], for a test that also runs the `extra` programs.
+pub fn ready_with(test: &str, extra: &[&str]) -> bool {
+    let Some(why) = missing_with(extra) else {
         wait_for_neighbour_room(test);
         return true;
     };

@@ -5,7 +5,7 @@
 //! privileges, arguments), timed events (link down/up, delete/recreate,
 //! signals, DNS down/up, firewall) and expectations (exit code per pod,
 //! bounds relative to named instants, lines the logs must contain). The
-//! format is documented in /work/notes/readme-e2e.md and README.md.
+//! format is documented in docs/testing.md ("Scenario files").
 //!
 //! Strings in `args`, `env` and expectations may use `${...}` placeholders:
 //! `${job}`, `${svc}`, `${ns}`, `${zone}`, `${pods}`, `${index}` (the pod the
@@ -385,6 +385,20 @@ impl Scenario {
             return Err("a scenario needs at least one [[expect]]".into());
         }
         Ok(())
+    }
+
+    /// The programs by name this scenario runs besides peergate and the
+    /// seed loop (`python3` for tests/strangers.py): they are prerequisites
+    /// too. Paths are left to fail loudly.
+    pub fn own_programs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::iter::once(&self.run.program)
+            .chain(self.pods.iter().filter_map(|p| p.program.as_ref()))
+            .filter(|p| !matches!(p.as_str(), "peergate" | "seed" | "none") && !p.contains('/'))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     fn plan(&self, index: usize) -> PodPlan {
@@ -877,7 +891,9 @@ fn sleep_until(t: Instant) {
 /// Skips (returns) when prerequisites are missing, unless under CI.
 pub fn run_named(name: &str) {
     let sc = Scenario::load(name);
-    if !super::prereq::ready(name) {
+    let programs = sc.own_programs();
+    let programs: Vec<&str> = programs.iter().map(String::as_str).collect();
+    if !super::prereq::ready_with(name, &programs) {
         return;
     }
     let started = Instant::now();
@@ -895,6 +911,31 @@ pub fn run_named(name: &str) {
             sc.description,
             fails.join("\n  "),
             run.bed.dump(40)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The hostile-peer scenarios need python3, so without it they skip
+    /// (or fail under CI) instead of failing on a missing program.
+    #[test]
+    fn scenarios_that_run_strangers_py_need_python3() {
+        for name in [
+            "b06_barrier_stranger_reads",
+            "b07_barrier_relay_and_reflection",
+            "b08_barrier_flood",
+        ] {
+            assert_eq!(
+                super::Scenario::load(name).own_programs(),
+                ["python3"],
+                "{name}"
+            );
+        }
+        assert!(
+            super::Scenario::load("s01_seed_parity")
+                .own_programs()
+                .is_empty()
         );
     }
 }
