@@ -384,18 +384,18 @@ async fn serve<R: Resolve>(
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
     barrier.control(control_rx);
     let status = barrier.status();
-    let endpoints = rendezvous::serve::Endpoints {
+    let endpoints = crate::sidecar::serve::Endpoints {
         control: control_tx,
         status: status.clone(),
     };
     let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(rendezvous::serve::serve(
+    servers.spawn(crate::sidecar::serve::serve(
         await_listener,
         endpoints.clone(),
         true,
     ));
     if let Some(l) = health_listener {
-        servers.spawn(rendezvous::serve::serve(l, endpoints, false));
+        servers.spawn(crate::sidecar::serve::serve(l, endpoints, false));
     }
     info!(
         await_port = settings.await_port,
@@ -459,11 +459,11 @@ pub async fn wait_for_sidecar(
     };
     let until = deadline.map(|d| tokio::time::Instant::now() + d);
     let outcome = tokio::select! {
-        r = crate::await_client::wait(port, until) => r,
+        r = crate::sidecar::await_client::wait(port, until) => r,
         _ = sigterm.recv() => return Exit::Terminated,
     };
     match outcome {
-        Err(e @ crate::await_client::AwaitError::Timeout { .. }) => {
+        Err(e @ crate::sidecar::await_client::AwaitError::Timeout { .. }) => {
             error!("{e}");
             Exit::Timeout
         }
