@@ -8,23 +8,21 @@
 //! or the variable the value came from.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use crate::duration::{self, Deadline};
-use crate::handoff::HostfileFormat;
 use crate::identity;
 use crate::logging::LogSpec;
 use crate::peers::{self, IndexList};
-use crate::probe::{self, ProbeSpec};
+pub use crate::values::{HostfileFormat, IpFamily, LogFormat, Mode};
+use crate::values::{HostfileFormatParser, ProbeSpec, tcp_port};
 
 const ABOUT: &str =
     "Wait until every peer of a Kubernetes Indexed Job resolves and answers, then exit 0.";
@@ -65,46 +63,6 @@ Exit codes: 0 all peers reachable (barrier: met; --serve: SIGTERM, before or
 after the release), 1 run-time failure (e.g. the barrier port cannot be
 bound), 2 usage or configuration error, 124 timeout, 126/127 the command
 after `--` cannot be run, 130/143 interrupted by SIGINT/SIGTERM.";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Resolve and probe every peer until all answer.
-    Ping,
-    /// Rendezvous over TCP: release once every peer and this pod have met.
-    Barrier,
-}
-
-/// As the flag spells it (`ping`, `barrier`).
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_possible_value() {
-            Some(v) => f.write_str(v.get_name()),
-            None => fmt::Debug::fmt(self, f),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IpFamily {
-    /// The families of this pod's own addresses in the hosts file, else
-    /// those the host has addresses for (an up IPv4 route, a global IPv6
-    /// address), else both.
-    Auto,
-    /// A records only.
-    Ipv4,
-    /// AAAA records only.
-    Ipv6,
-    /// A and AAAA.
-    Dual,
-}
 
 /// Most peers checked at once: beyond it sockets run out before DNS or the
 /// network do.
@@ -357,7 +315,7 @@ pub struct Args {
         env = "PEERGATE_PORT",
         value_name = "PORT",
         default_value = "7470",
-        value_parser = probe::tcp_port,
+        value_parser = tcp_port,
         help_heading = "Barrier"
     )]
     pub port: u16,
@@ -415,7 +373,7 @@ pub struct Args {
         env = "PEERGATE_AWAIT_PORT",
         value_name = "PORT",
         default_value = "7471",
-        value_parser = probe::tcp_port,
+        value_parser = tcp_port,
         help_heading = "Barrier"
     )]
     pub await_port: u16,
@@ -426,7 +384,7 @@ pub struct Args {
         long,
         env = "PEERGATE_HEALTH_PORT",
         value_name = "PORT",
-        value_parser = probe::tcp_port,
+        value_parser = tcp_port,
         help_heading = "Barrier"
     )]
     pub health_port: Option<u16>,
@@ -441,14 +399,13 @@ pub struct Args {
     )]
     pub write_hostfile: Option<PathBuf>,
 
-    /// Hostfile format: hosts, openmpi, mpich, json or env (needs
-    /// --write-hostfile).
+    /// Hostfile format (needs --write-hostfile).
     #[arg(
         long,
         env = "PEERGATE_HOSTFILE_FORMAT",
         value_name = "FORMAT",
         default_value = "hosts",
-        value_parser = HostfileFormat::from_str,
+        value_parser = HostfileFormatParser,
         help_heading = "Hand-off"
     )]
     pub hostfile_format: HostfileFormat,
@@ -797,7 +754,7 @@ pub struct AwaitArgs {
         env = "PEERGATE_AWAIT_PORT",
         value_name = "PORT",
         default_value = "7471",
-        value_parser = probe::tcp_port
+        value_parser = tcp_port
     )]
     pub port: u16,
 

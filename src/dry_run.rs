@@ -24,12 +24,14 @@ use crate::cli::{AwaitArgs, LogFormat, Mode, one_line};
 use crate::config::{BarrierSettings, Config, DnsSettings, Family};
 use crate::dns::Dns;
 use crate::duration::human;
-use crate::handoff::{self, HostfileFormat};
+use crate::handoff;
 use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::peers::{Peer, Target};
-use crate::probe::{Opened, ProbeKind, Prober};
+use crate::probe::{Opened, Prober};
 use crate::rendezvous::topology::{MESH_MAX, Topology, UPLINKS};
 use crate::run::{Exit, announce};
+use crate::values::HostfileFormat;
+use crate::values::ProbeKind;
 
 /// Most names a text line lists before it abbreviates to the first few,
 /// a count and the last.
@@ -326,12 +328,7 @@ impl<'a> Preview<'a> {
         let id = &c.identity;
         let peers: Vec<Value> = c.peers.iter().map(peer_json).collect();
         let probe = self.probe.as_ref().map(|p| {
-            let kind = match c.probe.kind {
-                ProbeKind::Auto => "auto",
-                ProbeKind::Icmp => "icmp",
-                ProbeKind::Tcp => "tcp",
-                ProbeKind::Dns => "dns",
-            };
+            let kind = c.probe.kind.name();
             let mut v = match p {
                 Ok(Opened::Icmp { socket, .. }) => json!({ "uses": "icmp", "socket": socket }),
                 Ok(Opened::Tcp { port, fallback }) => {
@@ -373,7 +370,7 @@ impl<'a> Preview<'a> {
         let hostfile = c.hostfile.as_ref().map(|h| {
             json!({
                 "path": h.path.display().to_string(),
-                "format": h.format.name(),
+                "format": h.format.to_string(),
                 "slots": h.slots,
             })
         });
@@ -547,7 +544,7 @@ fn shell_words(args: &[OsString]) -> String {
             if plain {
                 w.clone()
             } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
+                handoff::shell_quote(w)
             }
         })
         .collect::<Vec<_>>()

@@ -35,5 +35,6 @@ mod resolv_conf;
 pub mod run;
 mod schedule;
 pub mod sidecar;
+pub mod values;
 /// The health endpoints' request parser, where `fuzz/` drives it.
 pub use sidecar::http;

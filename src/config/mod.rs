@@ -22,19 +22,11 @@ pub use env::{Environment, SystemEnvironment};
 
 use crate::cli::{Args, Mode};
 use crate::error::ConfigError;
-use crate::handoff::HostfileFormat;
 use crate::peers::{Peer, Target};
-use crate::probe::ProbeKind;
+pub use crate::probe::ProbeSettings;
+use crate::values::HostfileFormat;
 use plan::PeerPlan;
 use pod::{PodView, non_empty};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeSettings {
-    pub kind: ProbeKind,
-    /// Port for TCP probes (explicit `tcp:PORT`, else `--port`).
-    pub tcp_port: u16,
-    pub timeout: Duration,
-}
 
 /// Address families to ask for and probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::values::ProbeKind;
 
 struct FakePod {
     vars: HashMap<&'static str, &'static str>,

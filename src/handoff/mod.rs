@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use exec::exec;
 pub use format::{
-    ENV_COORDINATOR, ENV_COORDINATOR_ADDR, ENV_PEER_NAMES, HostfileFormat, env_vars, render,
+    ENV_COORDINATOR, ENV_COORDINATOR_ADDR, ENV_PEER_NAMES, env_vars, render, shell_quote,
 };
 pub use write::{check_destination, inspect_destination, write_atomic};
 
