@@ -1,24 +1,22 @@
 //! One run, start to finish: open the probe and the resolver, wait under the
 //! deadline and the signals, report, hand off to the workload.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info, warn};
 
-use crate::config::{BarrierSettings, Config};
+use crate::config::{BarrierPlan, Config, Plan, SidecarPorts};
 use crate::dns::{Dns, Resolve};
 use crate::duration::human;
 use crate::gate::Gate;
 use crate::handoff;
 use crate::outcome::GateOutcome;
-use crate::peers::Target;
 use crate::probe::{Probe, Prober};
-use crate::rendezvous::{self, Rendezvous};
+use crate::rendezvous::Rendezvous;
 use crate::report::{self, End};
 
 /// Process exit codes (documented in the README; users script against them).
@@ -136,23 +134,48 @@ impl<R: Resolve> Waiter for Rendezvous<R> {
     }
 }
 
+/// How a signal ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Term,
+    Int,
+}
+
+/// SIGTERM and SIGINT, installed before the wait starts.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    /// Installs both handlers, or logs why not.
+    fn install() -> Option<Signals> {
+        let install = |kind, name| {
+            signal(kind)
+                .map_err(|e| error!("cannot install the {name} handler: {e}"))
+                .ok()
+        };
+        Some(Signals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    /// The next of them to arrive.
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Term,
+            _ = self.int.recv() => Stop::Int,
+        }
+    }
+}
+
 /// Runs the gate described by `config` and returns the exit code. When a
 /// command follows `--` and the gate passed, this does not return: the
 /// command replaces the process.
 pub async fn run(config: Config) -> Exit {
-    let mut sigterm = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot install the SIGTERM handler: {e}");
-            return Exit::Failure;
-        }
-    };
-    let mut sigint = match signal(SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot install the SIGINT handler: {e}");
-            return Exit::Failure;
-        }
+    let Some(mut signals) = Signals::install() else {
+        return Exit::Failure;
     };
 
     if let Some(spec) = &config.hostfile
@@ -173,67 +196,12 @@ pub async fn run(config: Config) -> Exit {
         None => None,
     };
 
-    report::start(&config);
+    start(&config);
 
-    match (&config.barrier, config.self_index) {
-        (Some(settings), Some(self_index)) => {
-            let listener = match crate::net::listen(settings.listen, settings.port) {
-                Ok(l) => l,
-                Err(e) => {
-                    let addr = settings
-                        .listen
-                        .map_or_else(|| "all addresses".to_owned(), |ip| ip.to_string());
-                    error!("cannot listen on TCP port {} ({addr}): {e}", settings.port);
-                    return Exit::Failure;
-                }
-            };
-            if settings.token.is_none() {
-                warn!(
-                    "barrier without a token (--insecure-no-token): anyone who can reach port {} \
-                     can join this barrier or hold it up",
-                    settings.port
-                );
-            }
-            let rv_settings = rendezvous::Settings {
-                token: settings.token.clone(),
-                job: settings.job.clone(),
-                index: self_index,
-                peers: config.peers.clone(),
-                announce: announce(&config, settings, self_index),
-                listen: settings.listen,
-                port: settings.port,
-                interval: config.interval,
-                connect_timeout: config.probe.timeout,
-                concurrency: config.concurrency,
-                serve: settings.serve,
-                service: config.service.clone(),
-            };
-            let mut barrier = match Rendezvous::new(rv_settings, listener, resolver) {
-                Ok(b) => b,
-                Err(e) => {
-                    error!("{e}");
-                    return Exit::Usage;
-                }
-            };
-            info!(
-                port = settings.port,
-                topology = barrier.topology().name(),
-                instance = %barrier.instance().short(),
-                "barrier: listening on port {}",
-                settings.port
-            );
-            if settings.serve {
-                return serve(barrier, &config, settings, &mut sigterm, &mut sigint).await;
-            }
-            let exit = drive(&mut barrier, &config, &mut sigterm, &mut sigint).await;
-            // The process exits next: the table of every peer is left to the
-            // kernel rather than freed record by record (at 1000 pods that
-            // was a visible share of the release's CPU).
-            std::mem::forget(barrier);
-            exit
-        }
-        _ => {
-            let prober = match Prober::open(&config.probe) {
+    match &config.plan {
+        Plan::Barrier(plan) => barrier(plan, &config, resolver, &mut signals).await,
+        Plan::Ping(plan) => {
+            let prober = match Prober::open(&plan.probe) {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
                     error!("{e}");
@@ -241,44 +209,92 @@ pub async fn run(config: Config) -> Exit {
                 }
             };
             let mut gate = Gate::new(
-                config.peers.clone(),
-                config.self_target.clone(),
+                plan.peers.clone(),
+                config.identity.target.clone(),
                 resolver,
                 prober,
-                config.interval,
-                config.concurrency,
+                plan.interval,
+                plan.concurrency,
             );
-            drive(&mut gate, &config, &mut sigterm, &mut sigint).await
+            drive(&mut gate, &config, signals.next()).await
         }
     }
 }
 
-/// The addresses this pod announces to the barrier: the kubelet's for it,
-/// else the one it listens on, else its own --hosts entry; empty when none
-/// is known (the first link then tells).
-pub(crate) fn announce(
-    config: &Config,
-    settings: &BarrierSettings,
-    self_index: u32,
-) -> Vec<IpAddr> {
-    if !config.self_addrs.is_empty() {
-        return config.self_addrs.clone();
+/// The warnings about the inputs, then what the wait is about.
+fn start(config: &Config) {
+    for warning in &config.warnings {
+        warn!("{warning}");
     }
-    if let Some(ip) = settings.listen.filter(|ip| !ip.is_unspecified()) {
-        return vec![ip];
-    }
-    match config.peers.get(self_index as usize).map(|p| &p.target) {
-        Some(Target::Addr(ip)) => vec![*ip],
-        _ => Vec::new(),
-    }
+    let peers = config.peers().len();
+    info!(
+        mode = %config.mode(),
+        peers,
+        self_index = config.self_index(),
+        interval = %human(config.interval()),
+        timeout = %config.deadline.map(human).unwrap_or_else(|| "never".into()),
+        ip_family = %config.dns.as_ref().map_or_else(|| "none".into(), |d| d.family.to_string()),
+        "waiting for {}",
+        report::peers(peers)
+    );
 }
 
-/// Waits under the deadline and the signals, reports, hands off.
+/// `--mode barrier`: binds its port, then waits like the ping gate, or
+/// serves as a sidecar.
+async fn barrier(
+    plan: &BarrierPlan,
+    config: &Config,
+    resolver: Option<Arc<Dns>>,
+    signals: &mut Signals,
+) -> Exit {
+    let settings = &plan.settings;
+    let listener = match crate::net::listen(settings.listen, settings.port) {
+        Ok(l) => l,
+        Err(e) => {
+            let addr = settings
+                .listen
+                .map_or_else(|| "all addresses".to_owned(), |ip| ip.to_string());
+            error!("cannot listen on TCP port {} ({addr}): {e}", settings.port);
+            return Exit::Failure;
+        }
+    };
+    if settings.token.is_none() {
+        warn!(
+            "barrier without a token (--insecure-no-token): anyone who can reach port {} \
+             can join this barrier or hold it up",
+            settings.port
+        );
+    }
+    let mut barrier = match Rendezvous::new(settings.clone(), listener, resolver) {
+        Ok(b) => b,
+        Err(e) => {
+            error!("{e}");
+            return Exit::Usage;
+        }
+    };
+    info!(
+        port = settings.port,
+        topology = barrier.topology().name(),
+        instance = %barrier.instance().short(),
+        "barrier: listening on port {}",
+        settings.port
+    );
+    if let Some(ports) = plan.serving() {
+        return serve(barrier, config, ports, signals).await;
+    }
+    let exit = drive(&mut barrier, config, signals.next()).await;
+    // The process exits next: the table of every peer is left to the
+    // kernel rather than freed record by record (at 1000 pods that was a
+    // visible share of the release's CPU).
+    std::mem::forget(barrier);
+    exit
+}
+
+/// Waits under the deadline and `stop` (the signals), reports, hands off.
 async fn drive<W: Waiter>(
     waiter: &mut W,
     config: &Config,
-    sigterm: &mut Signal,
-    sigint: &mut Signal,
+    stop: impl Future<Output = Stop>,
 ) -> Exit {
     let deadline = async {
         match config.deadline {
@@ -296,8 +312,10 @@ async fn drive<W: Waiter>(
                 (End::TimedOut, Exit::Timeout)
             }
         }
-        _ = sigterm.recv() => (End::Interrupted("SIGTERM"), Exit::Terminated),
-        _ = sigint.recv() => (End::Interrupted("SIGINT"), Exit::Interrupted),
+        stop = stop => match stop {
+            Stop::Term => (End::Interrupted("SIGTERM"), Exit::Terminated),
+            Stop::Int => (End::Interrupted("SIGINT"), Exit::Interrupted),
+        },
     };
     let (done, total) = waiter.counts();
     let elapsed = human(waiter.elapsed());
@@ -309,7 +327,7 @@ async fn drive<W: Waiter>(
         // The outcome is a list as long as the Job: built only for a
         // hand-off that reads it.
         End::Passed if config.hostfile.is_none() && config.command.is_empty() => Exit::Passed,
-        End::Passed => hand_off(config, &waiter.outcome(config.self_index)),
+        End::Passed => hand_off(config, &waiter.outcome(config.self_index())),
         End::TimedOut | End::Interrupted(_) => exit,
     }
 }
@@ -346,11 +364,10 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 async fn serve<R: Resolve>(
     mut barrier: Rendezvous<R>,
     config: &Config,
-    settings: &BarrierSettings,
-    sigterm: &mut Signal,
-    sigint: &mut Signal,
+    ports: SidecarPorts,
+    signals: &mut Signals,
 ) -> Exit {
-    let await_port = settings.await_port;
+    let await_port = ports.await_port;
     let await_listener = match crate::net::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
         Ok(l) => l,
         Err(e) => {
@@ -358,7 +375,7 @@ async fn serve<R: Resolve>(
             return Exit::Failure;
         }
     };
-    let health_listener = match settings.health_port {
+    let health_listener = match ports.health_port {
         Some(port) => match crate::net::listen(None, port)
             .map_err(|e| format!("cannot listen for health checks on port {port}: {e}"))
         {
@@ -398,11 +415,11 @@ async fn serve<R: Resolve>(
         servers.spawn(crate::sidecar::serve::serve(l, endpoints, false));
     }
     info!(
-        await_port = settings.await_port,
-        health_port = settings.health_port,
+        await_port = ports.await_port,
+        health_port = ports.health_port,
         "serving: `peergate await` on 127.0.0.1:{}{}",
-        settings.await_port,
-        settings
+        ports.await_port,
+        ports
             .health_port
             .map(|p| format!(", health checks on port {p}"))
             .unwrap_or_default()
@@ -429,15 +446,17 @@ async fn serve<R: Resolve>(
             report::end(End::TimedOut, met, total, "met", &human(barrier.elapsed()));
             Exit::Timeout
         }
-        _ = sigterm.recv() => {
-            barrier.leave(LEAVE_GRACE).await;
-            info!("SIGTERM: left the barrier");
-            Exit::Passed
-        }
-        _ = sigint.recv() => {
-            error!("interrupted by SIGINT");
-            Exit::Interrupted
-        }
+        stop = signals.next() => match stop {
+            Stop::Term => {
+                barrier.leave(LEAVE_GRACE).await;
+                info!("SIGTERM: left the barrier");
+                Exit::Passed
+            }
+            Stop::Int => {
+                error!("interrupted by SIGINT");
+                Exit::Interrupted
+            }
+        },
     };
     servers.abort_all();
     exit

@@ -5,7 +5,9 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use clap::builder::{PossibleValue, TypedValueParser};
@@ -178,6 +180,35 @@ impl FromStr for HostfileFormat {
             given: s.to_owned(),
         })
     }
+}
+
+/// Address families to ask for and probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    Dual,
+}
+
+/// As `--ip-family` spells them: `ipv4`, `ipv6`, `dual`.
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+            Family::Dual => "dual",
+        })
+    }
+}
+
+/// What the resolver is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub ndots: usize,
+    pub timeout: Duration,
+    pub family: Family,
 }
 
 /// `--hostfile-format`'s parser: [`HostfileFormat`]'s `FromStr` (trims,
