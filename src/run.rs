@@ -502,3 +502,236 @@ pub async fn wait_for_sidecar(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::ffi::OsString;
+    use std::future::pending;
+    use std::net::IpAddr;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::config::{HostfileSpec, Identity, PingPlan, ProbeSettings};
+    use crate::handoff::test_dir::TestDir;
+    use crate::outcome::PeerOutcome;
+    use crate::peers::{Peer, Target};
+    use crate::values::{HostfileFormat, ProbeKind};
+
+    /// A waiter whose wait ends (or never ends) at a set time, and which
+    /// records what `drive` asked of it.
+    struct Fake {
+        start: Instant,
+        /// When `wait` returns; never when `None`.
+        done_after: Option<Duration>,
+        /// From when on `released` says yes (the barrier confirming).
+        released_after: Option<Duration>,
+        missing_reported: Cell<bool>,
+        unconfirmed_reported: Cell<bool>,
+        outcome_for: RefCell<Vec<Option<u32>>>,
+    }
+
+    impl Fake {
+        fn new(done_after: Option<Duration>, released_after: Option<Duration>) -> Fake {
+            Fake {
+                start: Instant::now(),
+                done_after,
+                released_after,
+                missing_reported: Cell::new(false),
+                unconfirmed_reported: Cell::new(false),
+                outcome_for: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Waiter for Fake {
+        async fn wait(&mut self) {
+            match self.done_after {
+                Some(d) => tokio::time::sleep_until(self.start + d).await,
+                None => pending().await,
+            }
+        }
+        fn counts(&self) -> (usize, usize) {
+            (1, 2)
+        }
+        fn done_word(&self) -> &'static str {
+            "met"
+        }
+        fn elapsed(&self) -> Duration {
+            self.start.elapsed()
+        }
+        fn report_missing(&self) {
+            self.missing_reported.set(true);
+        }
+        fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
+            self.outcome_for.borrow_mut().push(self_index);
+            GateOutcome {
+                self_index,
+                peers: (0..2)
+                    .map(|i| PeerOutcome {
+                        index: Some(i),
+                        name: format!("job-{i}.svc."),
+                        addrs: vec![IpAddr::from([10, 0, 0, i as u8 + 1])],
+                        reachable_via: Some(IpAddr::from([10, 0, 0, i as u8 + 1])),
+                        elapsed: None,
+                    })
+                    .collect(),
+            }
+        }
+        fn released(&self) -> bool {
+            self.released_after
+                .is_some_and(|r| self.start.elapsed() >= r)
+        }
+        fn report_unconfirmed(&self) {
+            self.unconfirmed_reported.set(true);
+        }
+    }
+
+    /// A ping config for pod 1 of two, with a 10s deadline.
+    fn config() -> Config {
+        let peers = (0..2)
+            .map(|i| Peer {
+                index: Some(i),
+                target: Target::Name(format!("job-{i}.svc.")),
+            })
+            .collect();
+        Config {
+            identity: Identity {
+                index: Some(1),
+                ..Identity::default()
+            },
+            plan: Plan::Ping(PingPlan {
+                peers,
+                member: true,
+                probe: ProbeSettings {
+                    kind: ProbeKind::Dns,
+                    tcp_port: 7470,
+                    timeout: Duration::from_secs(1),
+                },
+                interval: Duration::from_secs(1),
+                concurrency: 1,
+            }),
+            dns: None,
+            deadline: Some(Duration::from_secs(10)),
+            hostfile: None,
+            command: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passed_without_a_handoff_exits_0_and_builds_no_outcome() {
+        let mut fake = Fake::new(secs(3), None);
+        let exit = drive(&mut fake, &config(), pending()).await;
+        assert_eq!(exit, Exit::Passed);
+        assert_eq!(fake.start.elapsed(), Duration::from_secs(3));
+        assert!(fake.outcome_for.borrow().is_empty());
+        assert!(!fake.missing_reported.get());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passed_with_a_hostfile_writes_it_for_this_pods_rank() {
+        let dir = TestDir::new();
+        let path = dir.join("hosts");
+        let mut config = config();
+        config.hostfile = Some(HostfileSpec {
+            path: path.clone(),
+            format: HostfileFormat::Openmpi,
+            slots: 2,
+        });
+        let mut fake = Fake::new(secs(1), None);
+        assert_eq!(drive(&mut fake, &config, pending()).await, Exit::Passed);
+        assert_eq!(*fake.outcome_for.borrow(), [Some(1)]);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "job-0.svc slots=2\njob-1.svc slots=2\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_that_cannot_be_run_is_127() {
+        let mut config = config();
+        config.command = vec![OsString::from("/nonexistent/peergate-test-command")];
+        let mut fake = Fake::new(secs(1), None);
+        assert_eq!(
+            drive(&mut fake, &config, pending()).await,
+            Exit::Handoff(127)
+        );
+        assert_eq!(*fake.outcome_for.borrow(), [Some(1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_before_the_release_is_124_and_reports_the_missing() {
+        let dir = TestDir::new();
+        let mut config = config();
+        config.hostfile = Some(HostfileSpec {
+            path: dir.join("hosts"),
+            format: HostfileFormat::Hosts,
+            slots: 1,
+        });
+        let mut fake = Fake::new(None, None);
+        assert_eq!(drive(&mut fake, &config, pending()).await, Exit::Timeout);
+        assert_eq!(fake.start.elapsed(), Duration::from_secs(10));
+        assert!(fake.missing_reported.get());
+        assert!(!fake.unconfirmed_reported.get());
+        assert!(
+            fake.outcome_for.borrow().is_empty(),
+            "no hand-off on a timeout"
+        );
+        assert!(dir.entries().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_after_the_release_passes_and_warns_of_the_unconfirmed() {
+        // Released at 4s, still confirming with its links at the deadline.
+        let mut fake = Fake::new(None, secs(4));
+        assert_eq!(drive(&mut fake, &config(), pending()).await, Exit::Passed);
+        assert!(fake.unconfirmed_reported.get());
+        assert!(!fake.missing_reported.get());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_released_just_too_late_is_still_a_timeout() {
+        let mut fake = Fake::new(None, secs(11));
+        assert_eq!(drive(&mut fake, &config(), pending()).await, Exit::Timeout);
+        assert!(fake.missing_reported.get());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_deadline_waits_as_long_as_it_takes() {
+        let mut config = config();
+        config.deadline = None;
+        let mut fake = Fake::new(Some(Duration::from_secs(86_400 * 60)), None);
+        assert_eq!(drive(&mut fake, &config, pending()).await, Exit::Passed);
+        assert_eq!(fake.start.elapsed(), Duration::from_secs(86_400 * 60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn signals_map_to_143_and_130_and_hand_nothing_off() {
+        for (stop, exit) in [
+            (Stop::Term, Exit::Terminated),
+            (Stop::Int, Exit::Interrupted),
+        ] {
+            let mut config = config();
+            config.command = vec![OsString::from("/nonexistent/peergate-test-command")];
+            let mut fake = Fake::new(secs(5), None);
+            let signal = async move {
+                sleep(Duration::from_secs(2)).await;
+                stop
+            };
+            assert_eq!(drive(&mut fake, &config, signal).await, exit);
+            assert_eq!(fake.start.elapsed(), Duration::from_secs(2));
+            assert!(fake.outcome_for.borrow().is_empty());
+            assert!(!fake.missing_reported.get());
+        }
+        assert_eq!(
+            (Exit::Terminated.code(), Exit::Interrupted.code()),
+            (143, 130)
+        );
+    }
+}

@@ -113,7 +113,7 @@ fn not_found_detail(program: &OsString) -> &'static str {
 
 /// Scratch directories for the tests, removed on drop (also on panic).
 #[cfg(test)]
-mod test_dir {
+pub(crate) mod test_dir {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicU32, Ordering};
 
