@@ -68,6 +68,9 @@ after `--` cannot be run, 130/143 interrupted by SIGINT/SIGTERM.";
 /// network do.
 pub const MAX_CONCURRENCY: usize = 4096;
 
+/// The whole command line: the gate's flags, or a subcommand with its own.
+/// More subcommands are to come (`run`, `barrier`, `put`, `get`); without
+/// one, `peergate` is the gate.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "peergate",
@@ -75,8 +78,38 @@ pub const MAX_CONCURRENCY: usize = 4096;
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
-    max_term_width = 100
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    subcommand_value_name = "SUBCOMMAND",
+    subcommand_help_heading = "Subcommands"
 )]
+struct Cli {
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
+    #[command(flatten)]
+    gate: Args,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Subcommand {
+    // Its help is its own (AWAIT_ABOUT); the gate's help names it in its
+    // description rather than in a list of one.
+    #[command(about = AWAIT_ABOUT, long_about = None, hide = true)]
+    Await(AwaitArgs),
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// `peergate [FLAGS] [-- COMMAND]`: the gate.
+    Gate(Box<Args>),
+    /// `peergate await ...`.
+    Await(AwaitArgs),
+}
+
+/// The gate's flags (`peergate` without a subcommand).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Print what a run would wait for, and exit: the first thing to run
     /// when a gate waits on the wrong names.
@@ -467,7 +500,7 @@ pub struct Origins {
 
 impl Origins {
     fn from_matches(matches: &ArgMatches) -> Self {
-        let command = Args::command();
+        let command = Cli::command();
         let given = command
             .get_arguments()
             .filter_map(|arg| {
@@ -505,14 +538,24 @@ impl Args {
 
 /// Parses the command line (`argv[0]` first) and the `PEERGATE_*`
 /// variables.
-pub fn parse_from<I, T>(argv: I) -> Result<Args, clap::Error>
+pub fn parse_from<I, T>(argv: I) -> Result<Invocation, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
-    let matches = Args::command().try_get_matches_from(&argv)?;
-    let mut args = Args::from_arg_matches(&matches)?;
+    let mut command = Cli::command();
+    if subcommand_of(&argv).is_some() {
+        // The gate's variables are the gate's: a subcommand does not read
+        // (nor fail on) them.
+        command = command.mut_args(|arg| arg.env(None));
+    }
+    let matches = command.try_get_matches_from(&argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some(Subcommand::Await(args)) = cli.subcommand {
+        return Ok(Invocation::Await(args));
+    }
+    let mut args = cli.gate;
     args.origins = Origins::from_matches(&matches);
     if args.command.is_empty() && options(&argv).len() < argv.len().saturating_sub(1) {
         return Err(clap::Error::raw(
@@ -520,7 +563,18 @@ where
             "nothing follows `--`: give the command to run once the gate opens, or drop the `--`",
         ));
     }
-    Ok(args)
+    Ok(Invocation::Gate(Box::new(args)))
+}
+
+/// The subcommand `argv` names (`await`), as far as clap can tell even
+/// from a command line with errors: which help a usage error points to.
+pub fn subcommand_of(argv: &[OsString]) -> Option<String> {
+    Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv)
+        .ok()?
+        .subcommand_name()
+        .map(str::to_owned)
 }
 
 /// The arguments before a bare `--` (`argv[0]` excluded).
@@ -614,7 +668,13 @@ fn source_name(arg: &str, argv: &[OsString]) -> String {
     if on_command_line {
         return flag.to_owned();
     }
-    Args::command()
+    let command = Cli::command();
+    let search = match subcommand_of(argv) {
+        Some(name) => command.find_subcommand(&name).cloned(),
+        None => None,
+    }
+    .unwrap_or(command);
+    search
         .get_arguments()
         .find(|a| a.get_long() == Some(long))
         .and_then(|a| a.get_env())
@@ -649,7 +709,10 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        parse_from(std::iter::once("peergate").chain(args.iter().copied()))
+        match parse_from(std::iter::once("peergate").chain(args.iter().copied()))? {
+            Invocation::Gate(args) => Ok(*args),
+            Invocation::Await(_) => panic!("not the gate"),
+        }
     }
 
     #[test]
@@ -664,6 +727,34 @@ mod tests {
         assert_eq!(args.name("hostfile_format"), "--hostfile-format");
         assert_eq!(args.timeout, Deadline(Some(Duration::from_secs(600))));
         assert_eq!(Mode::Barrier.to_string(), "barrier");
+    }
+
+    #[test]
+    fn await_is_a_subcommand_and_no_subcommand_is_the_gate() {
+        let argv = |args: &[&str]| -> Vec<OsString> {
+            std::iter::once("peergate")
+                .chain(args.iter().copied())
+                .map(Into::into)
+                .collect()
+        };
+        let Ok(Invocation::Await(a)) = parse_from(argv(&["await", "--port", "9", "--", "x"]))
+        else {
+            panic!("not await");
+        };
+        assert_eq!((a.port, &a.command[..]), (9, &[OsString::from("x")][..]));
+        assert_eq!(a.timeout, Deadline(Some(Duration::from_secs(600))));
+        // `await` as the command after `--` is the gate's command.
+        let Ok(Invocation::Gate(g)) = parse_from(argv(&["--peers", "3", "--", "await"])) else {
+            panic!("not the gate");
+        };
+        assert_eq!(g.command, ["await"]);
+        assert_eq!(
+            subcommand_of(&argv(&["await", "--bad"])).as_deref(),
+            Some("await")
+        );
+        assert_eq!(subcommand_of(&argv(&["--peers", "3"])), None);
+        // A gate flag before `await` is not a way to reach it.
+        assert!(parse_from(argv(&["--peers", "3", "await"])).is_err());
     }
 
     #[test]
@@ -730,13 +821,8 @@ Exit codes: 0 released, 1 the sidecar answered something unexpected, 2 usage
 error, 124 timeout, 126/127 the command cannot be run, 143 SIGTERM.";
 
 /// `peergate await [--port P] [--timeout D] [-- COMMAND...]`.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "peergate await",
-    bin_name = "peergate await",
-    about = AWAIT_ABOUT,
-    max_term_width = 100
-)]
+#[derive(Debug, Clone, clap::Args)]
+#[command(max_term_width = 100)]
 pub struct AwaitArgs {
     /// Check the arguments, print what `peergate await` would do and exit 0
     /// (2 on a usage error), without contacting the sidecar.

@@ -41,9 +41,12 @@ fn pod(hosts: &'static str) -> FakePod {
 }
 
 fn build(env: &FakePod, args: &[&str]) -> Result<Config, ConfigError> {
-    let args = crate::cli::parse_from(std::iter::once("peergate").chain(args.iter().copied()))
-        .expect("valid arguments");
-    Config::build(args, env)
+    let argv = std::iter::once("peergate").chain(args.iter().copied());
+    let crate::cli::Invocation::Gate(args) = crate::cli::parse_from(argv).expect("valid arguments")
+    else {
+        panic!("not the gate");
+    };
+    Config::build(*args, env)
 }
 
 fn probe(config: &Config) -> &ProbeSettings {
