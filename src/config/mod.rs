@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use env::{Environment, SystemEnvironment};
 
-use crate::cli::{Args, Mode};
+use crate::cli::{Args, BarrierOnly, HostfileOptions, Mode, PingOnly, ServeOnly};
 use crate::error::ConfigError;
 use crate::peers::{Peer, Target, TemplateVars};
 pub use crate::probe::ProbeSettings;
@@ -217,8 +217,8 @@ impl Config {
 /// `--probe`; `tcp` without a port probes `--port`.
 fn probe_settings(args: &Args) -> ProbeSettings {
     ProbeSettings {
-        kind: args.probe.kind,
-        tcp_port: args.probe.port.unwrap_or(args.port),
+        kind: args.ping.probe.kind,
+        tcp_port: args.ping.probe.port.unwrap_or(args.port),
         timeout: args
             .probe_timeout
             .unwrap_or_else(|| args.interval.min(MAX_DEFAULT_PROBE_TIMEOUT)),
@@ -230,18 +230,15 @@ fn probe_settings(args: &Args) -> ProbeSettings {
 /// silently ignored: they are errors.
 fn hostfile(args: &Args) -> Result<Option<HostfileSpec>, ConfigError> {
     let Some(path) = args.write_hostfile.clone() else {
-        if let Some(id) = ["hostfile_format", "slots"]
-            .into_iter()
-            .find(|id| args.given(id))
-        {
+        if let Some(id) = args.first_given::<HostfileOptions>() {
             return Err(ConfigError::Conflict(format!(
                 "{} is set but no hostfile is written: add --write-hostfile PATH, or drop it",
-                args.name(id)
+                args.name(&id)
             )));
         }
         return Ok(None);
     };
-    let format = args.hostfile_format;
+    let format = args.hostfile.hostfile_format;
     if args.given("slots") && !matches!(format, HostfileFormat::Openmpi | HostfileFormat::Mpich) {
         return Err(ConfigError::Conflict(format!(
             "{} applies to openmpi and mpich hostfiles only, not to {} {format}",
@@ -252,7 +249,7 @@ fn hostfile(args: &Args) -> Result<Option<HostfileSpec>, ConfigError> {
     Ok(Some(HostfileSpec {
         path,
         format,
-        slots: args.slots,
+        slots: args.hostfile.slots,
     }))
 }
 
@@ -275,23 +272,16 @@ fn dns_settings(
     }))
 }
 
-/// Flags that only the barrier reads: given in ping mode they would be
-/// silently ignored.
-const BARRIER_ONLY: [&str; 6] = [
-    "token",
-    "insecure_no_token",
-    "listen",
-    "serve",
-    "await_port",
-    "health_port",
-];
-
 /// `--mode ping`: no barrier-only flag.
 fn ping_only(args: &Args) -> Result<(), ConfigError> {
-    match BARRIER_ONLY.into_iter().find(|id| args.given(id)) {
+    // Given in ping mode they would be silently ignored.
+    let barrier_only = args
+        .first_given::<BarrierOnly>()
+        .or_else(|| args.first_given::<ServeOnly>());
+    match barrier_only {
         Some(id) => Err(ConfigError::Conflict(format!(
             "{} applies to --mode barrier only: drop it, or add --mode barrier",
-            args.name(id)
+            args.name(&id)
         ))),
         None => Ok(()),
     }
@@ -308,14 +298,14 @@ fn barrier_plan(
     self_addrs: &[IpAddr],
     connect_timeout: Duration,
 ) -> Result<(BarrierPlan, TemplateVars, Option<Target>), ConfigError> {
-    if args.given("probe") {
+    if let Some(id) = args.first_given::<PingOnly>() {
         return Err(ConfigError::Conflict(format!(
             "{} applies to ping mode only: the barrier's handshake is its probe",
-            args.name("probe")
+            args.name(&id)
         )));
     }
-    let token = non_empty(args.token.as_ref());
-    match (&token, args.insecure_no_token) {
+    let token = non_empty(args.barrier.token.as_ref());
+    match (&token, args.barrier.insecure_no_token) {
         (None, false) => {
             return Err(ConfigError::Conflict(
                 "--mode barrier needs --token (or PEERGATE_TOKEN): a secret every pod of the Job \
@@ -379,19 +369,19 @@ fn barrier_plan(
             peers.len()
         )));
     }
-    let announce = announce(self_addrs, args.listen, &peers, index);
+    let announce = announce(self_addrs, args.barrier.listen, &peers, index);
     let settings = rendezvous::Settings {
         token,
         job,
         index,
         peers,
         announce,
-        listen: args.listen,
+        listen: args.barrier.listen,
         port: args.port,
         interval: args.interval,
         connect_timeout,
         concurrency: args.concurrency,
-        serve: args.serve,
+        serve: args.barrier.serve,
         service,
     };
     Ok((BarrierPlan { settings, sidecar }, vars, self_target))
@@ -400,20 +390,17 @@ fn barrier_plan(
 /// The ports of `--serve`, checked against each other and the barrier's;
 /// without `--serve`, given at all they would be ignored: an error.
 fn sidecar_ports(args: &Args) -> Result<SidecarPorts, ConfigError> {
-    if !args.serve {
-        if let Some(id) = ["await_port", "health_port"]
-            .into_iter()
-            .find(|id| args.given(id))
-        {
+    if !args.barrier.serve {
+        if let Some(id) = args.first_given::<ServeOnly>() {
             return Err(ConfigError::Conflict(format!(
                 "{} applies to --serve only: add --serve, or drop it",
-                args.name(id)
+                args.name(&id)
             )));
         }
     } else {
         for (id, p) in [
-            ("await_port", Some(args.await_port)),
-            ("health_port", args.health_port),
+            ("await_port", Some(args.sidecar.await_port)),
+            ("health_port", args.sidecar.health_port),
         ] {
             if p == Some(args.port) {
                 return Err(ConfigError::Conflict(format!(
@@ -424,12 +411,12 @@ fn sidecar_ports(args: &Args) -> Result<SidecarPorts, ConfigError> {
                 )));
             }
         }
-        if args.health_port == Some(args.await_port) {
+        if args.sidecar.health_port == Some(args.sidecar.await_port) {
             return Err(ConfigError::Conflict(format!(
                 "{} and {} are both {}: give them different ports",
                 args.name("health_port"),
                 args.name("await_port"),
-                args.await_port
+                args.sidecar.await_port
             )));
         }
         if !args.command.is_empty() {
@@ -441,8 +428,8 @@ fn sidecar_ports(args: &Args) -> Result<SidecarPorts, ConfigError> {
         }
     }
     Ok(SidecarPorts {
-        await_port: args.await_port,
-        health_port: args.health_port,
+        await_port: args.sidecar.await_port,
+        health_port: args.sidecar.health_port,
     })
 }
 

@@ -559,3 +559,54 @@ fn auto_family_without_a_kubelet_line_follows_the_host() {
     let config = build(&pod_on_dual_host, &["--peers", "3"]).unwrap();
     assert_eq!(config.dns.unwrap().family, Family::V4);
 }
+
+/// Each flag of a group that only one mode or option reads is an error
+/// elsewhere, naming the flag: the groups are the lists, so a new flag in
+/// one must be added here too.
+#[test]
+fn wrong_mode_flags_are_errors_naming_the_flag() {
+    use crate::cli::{BarrierOnly, HostfileOptions, PingOnly, ServeOnly, ids_of};
+    let value = |id: &str| -> &'static [&'static str] {
+        match id {
+            "token" => &["--token", "t"],
+            "insecure_no_token" => &["--insecure-no-token"],
+            "listen" => &["--listen", "127.0.0.1"],
+            "serve" => &["--serve"],
+            "await_port" => &["--await-port", "7000"],
+            "health_port" => &["--health-port", "7001"],
+            "probe" => &["--probe", "tcp"],
+            "hostfile_format" => &["--hostfile-format", "json"],
+            "slots" => &["--slots", "2"],
+            other => panic!("no test value for `{other}`: add one"),
+        }
+    };
+    let check = |base: &[&str], ids: Vec<String>, expected: &str| {
+        for id in ids {
+            let mut args = base.to_vec();
+            args.extend_from_slice(value(&id));
+            let err = error(&pod(HOSTS), &args);
+            let flag = format!("--{}", id.replace('_', "-"));
+            assert!(err.starts_with(&format!("{flag} ")), "{id}: {err}");
+            assert!(err.contains(expected), "{id}: {err}");
+        }
+    };
+    let ping = ["--peers", "3"];
+    check(
+        &ping,
+        ids_of::<BarrierOnly>(),
+        "applies to --mode barrier only",
+    );
+    check(
+        &ping,
+        ids_of::<ServeOnly>(),
+        "applies to --mode barrier only",
+    );
+    let barrier = ["--peers", "3", "--mode", "barrier", "--token", "t"];
+    check(&barrier, ids_of::<PingOnly>(), "applies to ping mode only");
+    check(&barrier, ids_of::<ServeOnly>(), "applies to --serve only");
+    check(
+        &ping,
+        ids_of::<HostfileOptions>(),
+        "but no hostfile is written",
+    );
+}

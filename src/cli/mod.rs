@@ -17,12 +17,18 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
+mod await_args;
+mod groups;
+
+use await_args::AWAIT_ABOUT;
+pub use await_args::AwaitArgs;
+pub use groups::{BarrierOnly, HostfileOptions, JobPeers, PingOnly, ServeOnly, ServiceNaming};
+
 use crate::duration::{self, Deadline};
 use crate::identity;
 use crate::logging::LogSpec;
-use crate::peers::{self, IndexList};
+use crate::values::tcp_port;
 pub use crate::values::{HostfileFormat, IpFamily, LogFormat, Mode};
-use crate::values::{HostfileFormatParser, ProbeSpec, tcp_port};
 
 const ABOUT: &str =
     "Wait until every peer of a Kubernetes Indexed Job resolves and answers, then exit 0.";
@@ -127,37 +133,8 @@ pub struct Args {
     )]
     pub dry_run: bool,
 
-    /// Number of pods in the Job: wait for indices 0..N, this pod included.
-    #[arg(
-        long,
-        env = "PEERGATE_PEERS",
-        value_name = "N",
-        value_parser = peers::peer_count,
-        help_heading = "Peers"
-    )]
-    pub peers: Option<u32>,
-
-    /// Wait only for these indices, e.g. `0` (the leader) or `0-3,7`.
-    #[arg(
-        long,
-        env = "PEERGATE_INDICES",
-        value_name = "LIST",
-        value_parser = peers::index_list,
-        help_heading = "Peers"
-    )]
-    pub indices: Option<IndexList>,
-
-    /// Peer name template. Placeholders: {job} {index} {subdomain} {namespace}
-    /// {zone}; {index} is required for more than one peer. Default:
-    /// `{job}-{index}.{subdomain}.{namespace}.svc.{zone}.` when all parts are
-    /// known, else `{job}-{index}.{subdomain}`.
-    #[arg(
-        long,
-        env = "PEERGATE_TEMPLATE",
-        value_name = "TEMPLATE",
-        help_heading = "Peers"
-    )]
-    pub template: Option<String>,
+    #[command(flatten)]
+    pub selection: JobPeers,
 
     /// Explicit peers instead of an indexed Job: comma-separated names or IP
     /// addresses. Conflicts with the flags that name a Job's pods (--peers,
@@ -199,32 +176,8 @@ pub struct Args {
     )]
     pub job: Option<String>,
 
-    /// Headless Service name, the pod's `subdomain` [default: from the hosts file].
-    #[arg(
-        long,
-        env = "PEERGATE_SUBDOMAIN",
-        value_name = "SERVICE",
-        help_heading = "Identity"
-    )]
-    pub subdomain: Option<String>,
-
-    /// Namespace [default: from the hosts file, else resolv.conf's search list].
-    #[arg(
-        long,
-        env = "PEERGATE_NAMESPACE",
-        value_name = "NS",
-        help_heading = "Identity"
-    )]
-    pub namespace: Option<String>,
-
-    /// Cluster DNS zone [default: from the hosts file, else resolv.conf's search list].
-    #[arg(
-        long,
-        env = "PEERGATE_CLUSTER_DOMAIN",
-        value_name = "ZONE",
-        help_heading = "Identity"
-    )]
-    pub cluster_domain: Option<String>,
+    #[command(flatten)]
+    pub naming: ServiceNaming,
 
     /// Hosts file holding the kubelet's line for this pod (one given
     /// explicitly must exist).
@@ -262,18 +215,8 @@ pub struct Args {
     )]
     pub mode: Mode,
 
-    /// How to tell a peer is up: `auto` (ICMP if a socket can be opened,
-    /// else TCP), `icmp`, `tcp[:PORT]` (an accepted or a refused connection
-    /// both prove the host is up), or `dns` (resolution is enough).
-    #[arg(
-        long,
-        env = "PEERGATE_PROBE",
-        value_name = "PROBE",
-        default_value = "auto",
-        value_parser = ProbeSpec::parse,
-        help_heading = "Probing"
-    )]
-    pub probe: ProbeSpec,
+    #[command(flatten)]
+    pub ping: PingOnly,
 
     /// Time between attempts for each unreachable peer (10ms to 1h).
     #[arg(
@@ -353,74 +296,11 @@ pub struct Args {
     )]
     pub port: u16,
 
-    /// Shared secret of this Job's barrier (e.g. the Job's controller-uid):
-    /// every handshake proves knowledge of it without sending it. Required
-    /// in barrier mode unless --insecure-no-token.
-    #[arg(
-        long,
-        env = "PEERGATE_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Barrier"
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub barrier: BarrierOnly,
 
-    /// Run the barrier without a token: anyone who can reach the port can
-    /// join it or hold it up. For trusted test networks only.
-    #[arg(
-        long,
-        env = "PEERGATE_INSECURE_NO_TOKEN",
-        value_parser = FalseyValueParser::new(),
-        default_value_t = false,
-        help_heading = "Barrier"
-    )]
-    pub insecure_no_token: bool,
-
-    /// Address the barrier listens on and dials from [default: all
-    /// addresses]. Lets several instances share one host.
-    #[arg(
-        long,
-        env = "PEERGATE_LISTEN",
-        value_name = "ADDR",
-        value_parser = ip_address,
-        help_heading = "Barrier"
-    )]
-    pub listen: Option<IpAddr>,
-
-    /// Keep the barrier running after the release, as a native sidecar:
-    /// admit late and replaced peers, keep the hand-off file current, answer
-    /// `peergate await`; exit 0 on SIGTERM.
-    #[arg(
-        long,
-        env = "PEERGATE_SERVE",
-        value_parser = FalseyValueParser::new(),
-        default_value_t = false,
-        help_heading = "Barrier"
-    )]
-    pub serve: bool,
-
-    /// With --serve: loopback port where `peergate await` learns of the
-    /// release (127.0.0.1 only; other pods cannot reach it).
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_PORT",
-        value_name = "PORT",
-        default_value = "7471",
-        value_parser = tcp_port,
-        help_heading = "Barrier"
-    )]
-    pub await_port: u16,
-
-    /// With --serve: serve /livez, /readyz, /peers and /metrics over HTTP on
-    /// this port, on all addresses (for kubelet probes) [default: off].
-    #[arg(
-        long,
-        env = "PEERGATE_HEALTH_PORT",
-        value_name = "PORT",
-        value_parser = tcp_port,
-        help_heading = "Barrier"
-    )]
-    pub health_port: Option<u16>,
+    #[command(flatten)]
+    pub sidecar: ServeOnly,
 
     /// After the gate opens, atomically write the peer list to this file.
     #[arg(
@@ -432,28 +312,8 @@ pub struct Args {
     )]
     pub write_hostfile: Option<PathBuf>,
 
-    /// Hostfile format (needs --write-hostfile).
-    #[arg(
-        long,
-        env = "PEERGATE_HOSTFILE_FORMAT",
-        value_name = "FORMAT",
-        default_value = "hosts",
-        value_parser = HostfileFormatParser,
-        help_heading = "Hand-off"
-    )]
-    pub hostfile_format: HostfileFormat,
-
-    /// Slots per host in openmpi and mpich hostfiles (needs --write-hostfile
-    /// and one of those formats).
-    #[arg(
-        long,
-        env = "PEERGATE_SLOTS",
-        value_name = "N",
-        default_value = "1",
-        value_parser = slots,
-        help_heading = "Hand-off"
-    )]
-    pub slots: u32,
+    #[command(flatten)]
+    pub hostfile: HostfileOptions,
 
     /// Log format.
     #[arg(
@@ -517,16 +377,39 @@ impl Origins {
     }
 }
 
+/// The argument ids (field names) of a flattened group, in order: the one
+/// source of the lists config checks the mode against.
+pub fn ids_of<G: clap::Args>() -> Vec<String> {
+    G::augment_args(clap::Command::new("group"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect()
+}
+
+/// Whether `id` names one of the gate's arguments: what every id passed to
+/// [`Args::given`] and [`Args::name`] must do (checked in debug builds and
+/// by the tests, which reach every check).
+fn is_argument(id: &str) -> bool {
+    Cli::command().get_arguments().any(|a| a.get_id() == id)
+}
+
 impl Args {
+    /// The first argument of group `G` that was given, if any.
+    pub fn first_given<G: clap::Args>(&self) -> Option<String> {
+        ids_of::<G>().into_iter().find(|id| self.given(id))
+    }
+
     /// Whether argument `id` (the field name) was given, on the command line
     /// or in its variable, rather than defaulted.
     pub fn given(&self, id: &str) -> bool {
+        debug_assert!(is_argument(id), "no argument `{id}`");
         self.origins.given.iter().any(|(i, _)| i == id)
     }
 
     /// How to name argument `id` (the field name) to the user: the variable
     /// when the value came from one, else the flag.
     pub fn name(&self, id: &str) -> String {
+        debug_assert!(is_argument(id), "no argument `{id}`");
         self.origins
             .given
             .iter()
@@ -704,105 +587,6 @@ fn slots(text: &str) -> Result<u32, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        match parse_from(std::iter::once("peergate").chain(args.iter().copied()))? {
-            Invocation::Gate(args) => Ok(*args),
-            Invocation::Await(_) => panic!("not the gate"),
-        }
-    }
-
-    #[test]
-    fn typed_values_and_their_origins() {
-        let args = parse(&["--peers", "3", "--interval=250ms", "--probe", "tcp:81"]).unwrap();
-        assert_eq!(args.peers, Some(3));
-        assert_eq!(args.interval, Duration::from_millis(250));
-        assert_eq!(args.probe.port, Some(81));
-        assert!(args.given("peers") && args.given("interval"));
-        assert_eq!(args.name("peers"), "--peers");
-        assert!(!args.given("hostfile_format"), "a default is not given");
-        assert_eq!(args.name("hostfile_format"), "--hostfile-format");
-        assert_eq!(args.timeout, Deadline(Some(Duration::from_secs(600))));
-        assert_eq!(Mode::Barrier.to_string(), "barrier");
-    }
-
-    #[test]
-    fn await_is_a_subcommand_and_no_subcommand_is_the_gate() {
-        let argv = |args: &[&str]| -> Vec<OsString> {
-            std::iter::once("peergate")
-                .chain(args.iter().copied())
-                .map(Into::into)
-                .collect()
-        };
-        let Ok(Invocation::Await(a)) = parse_from(argv(&["await", "--port", "9", "--", "x"]))
-        else {
-            panic!("not await");
-        };
-        assert_eq!((a.port, &a.command[..]), (9, &[OsString::from("x")][..]));
-        assert_eq!(a.timeout, Deadline(Some(Duration::from_secs(600))));
-        // `await` as the command after `--` is the gate's command.
-        let Ok(Invocation::Gate(g)) = parse_from(argv(&["--peers", "3", "--", "await"])) else {
-            panic!("not the gate");
-        };
-        assert_eq!(g.command, ["await"]);
-        assert_eq!(
-            subcommand_of(&argv(&["await", "--bad"])).as_deref(),
-            Some("await")
-        );
-        assert_eq!(subcommand_of(&argv(&["--peers", "3"])), None);
-        // A gate flag before `await` is not a way to reach it.
-        assert!(parse_from(argv(&["--peers", "3", "await"])).is_err());
-    }
-
-    #[test]
-    fn a_bare_trailing_double_dash_is_an_error_and_a_command_is_not() {
-        let err = parse(&["--peers", "3", "--"]).unwrap_err();
-        let argv: Vec<OsString> = ["peergate", "--peers", "3", "--"].map(Into::into).to_vec();
-        assert!(usage_line(&err, &argv).starts_with("nothing follows `--`"));
-        let args = parse(&["--peers", "3", "--", "true"]).unwrap();
-        assert_eq!(args.command, ["true"]);
-        // `--` as the value of a flag is not the separator.
-        assert!(parse(&["--peers", "3", "--job=--"]).is_ok());
-    }
-
-    #[test]
-    fn usage_lines_name_the_flag_and_the_valid_values() {
-        let line = |args: &[&str]| {
-            let argv: Vec<OsString> = std::iter::once("peergate")
-                .chain(args.iter().copied())
-                .map(Into::into)
-                .collect();
-            usage_line(&parse(args).unwrap_err(), &argv)
-        };
-        assert_eq!(
-            line(&["--concurrency", "0"]),
-            "invalid --concurrency `0`: not a number from 1 to 4096"
-        );
-        assert_eq!(
-            line(&["--log-format=xml"]),
-            "invalid --log-format `xml`: expected one of text, json"
-        );
-        assert_eq!(
-            line(&["--slots", "x"]),
-            "invalid --slots `x`: not a whole number above 0"
-        );
-        assert_eq!(line(&["--nope"]), "unknown argument `--nope`");
-        assert_eq!(one_line("a\nb\tc\u{1b}d é"), "a\\nb\\tc\\u{1b}d é");
-        // The same flag after `--` belongs to the command, not to peergate.
-        assert_eq!(
-            source_name("--peers <N>", &["pg".into(), "--".into(), "--peers".into()]),
-            "PEERGATE_PEERS"
-        );
-        assert_eq!(
-            source_name("--peers <N>", &["pg".into(), "--peers=x".into()]),
-            "--peers"
-        );
-    }
-}
-
 /// An IP address, not a name (nothing is resolved while parsing).
 fn ip_address(text: &str) -> Result<IpAddr, String> {
     text.trim()
@@ -810,65 +594,5 @@ fn ip_address(text: &str) -> Result<IpAddr, String> {
         .map_err(|_| "not an IP address (names are not resolved here)".to_owned())
 }
 
-const AWAIT_ABOUT: &str = "\
-Block until the peergate sidecar in this pod (`--mode barrier --serve`) has
-released, then exit 0, or exec COMMAND with the hand-off variables
-(PEERGATE_WORLD_SIZE, PEERGATE_RANK, PEERGATE_COORDINATOR,
-PEERGATE_COORDINATOR_ADDR, PEERGATE_PEER_NAMES). Silent unless something goes
-wrong.
-
-Exit codes: 0 released, 1 the sidecar answered something unexpected, 2 usage
-error, 124 timeout, 126/127 the command cannot be run, 143 SIGTERM.";
-
-/// `peergate await [--port P] [--timeout D] [-- COMMAND...]`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(max_term_width = 100)]
-pub struct AwaitArgs {
-    /// Check the arguments, print what `peergate await` would do and exit 0
-    /// (2 on a usage error), without contacting the sidecar.
-    #[arg(
-        long,
-        env = "PEERGATE_DRY_RUN",
-        value_parser = FalseyValueParser::new(),
-        default_value_t = false
-    )]
-    pub dry_run: bool,
-
-    /// The sidecar's --await-port.
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_PORT",
-        value_name = "PORT",
-        default_value = "7471",
-        value_parser = tcp_port
-    )]
-    pub port: u16,
-
-    /// Give up after this long and exit 124 (`0` or `never`: wait forever).
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_TIMEOUT",
-        value_name = "DURATION",
-        default_value = "10m",
-        value_parser = duration::deadline
-    )]
-    pub timeout: Deadline,
-
-    /// Log format.
-    #[arg(long, env = "PEERGATE_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Log level, as for peergate itself [default: warn: silent unless
-    /// something goes wrong].
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_LOG_LEVEL",
-        value_name = "LEVEL",
-        value_parser = LogSpec::parse_flag
-    )]
-    pub log_level: Option<LogSpec>,
-
-    /// Command to exec once released (same PID).
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<OsString>,
-}
+#[cfg(test)]
+mod tests;
