@@ -34,7 +34,7 @@ mod report;
 mod resolv_conf;
 pub mod run;
 mod schedule;
-pub mod sidecar;
-pub mod values;
+mod sidecar;
+mod values;
 /// The health endpoints' request parser, where `fuzz/` drives it.
 pub use sidecar::http;
