@@ -20,6 +20,7 @@ mod dns;
 pub mod dry_run;
 mod duration;
 mod error;
+mod exit;
 mod gate;
 mod handoff;
 mod hosts_file;

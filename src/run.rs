@@ -1,15 +1,13 @@
 //! One run, start to finish: open the probe and the resolver, wait under the
 //! deadline and the signals, report, hand off to the workload.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info, warn};
 
-use crate::config::{BarrierPlan, Config, Plan, SidecarPorts};
+use crate::config::{BarrierPlan, Config, Plan};
 use crate::dns::{Dns, Resolve};
 use crate::duration::human;
 use crate::gate::Gate;
@@ -19,38 +17,9 @@ use crate::probe::{Probe, Prober};
 use crate::rendezvous::Rendezvous;
 use crate::report::{self, End};
 
-/// Process exit codes (documented in the README; users script against them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Every peer reachable.
-    Passed,
-    /// Something failed at run time that is neither a timeout nor a usage
-    /// error (e.g. the runtime could not start).
-    Failure,
-    /// Usage or configuration error.
-    Usage,
-    /// `--timeout` passed with peers unreachable.
-    Timeout,
-    /// The hand-off failed with this code (126/127 for the command, 2 for
-    /// the hostfile).
-    Handoff(u8),
-    Interrupted,
-    Terminated,
-}
-
-impl Exit {
-    pub fn code(self) -> u8 {
-        match self {
-            Exit::Passed => 0,
-            Exit::Failure => 1,
-            Exit::Usage => 2,
-            Exit::Timeout => 124,
-            Exit::Handoff(code) => code,
-            Exit::Interrupted => 130,
-            Exit::Terminated => 143,
-        }
-    }
-}
+pub use crate::exit::Exit;
+use crate::exit::{Signals, Stop};
+pub use crate::sidecar::wait_for_sidecar;
 
 /// What the ping gate and the barrier have in common, as seen from here.
 trait Waiter {
@@ -130,42 +99,6 @@ impl<R: Resolve> Waiter for Rendezvous<R> {
                 waiting.len(),
                 waiting.join(", ")
             );
-        }
-    }
-}
-
-/// How a signal ended a wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Term,
-    Int,
-}
-
-/// SIGTERM and SIGINT, installed before the wait starts.
-struct Signals {
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    /// Installs both handlers, or logs why not.
-    fn install() -> Option<Signals> {
-        let install = |kind, name| {
-            signal(kind)
-                .map_err(|e| error!("cannot install the {name} handler: {e}"))
-                .ok()
-        };
-        Some(Signals {
-            term: install(SignalKind::terminate(), "SIGTERM")?,
-            int: install(SignalKind::interrupt(), "SIGINT")?,
-        })
-    }
-
-    /// The next of them to arrive.
-    async fn next(&mut self) -> Stop {
-        tokio::select! {
-            _ = self.term.recv() => Stop::Term,
-            _ = self.int.recv() => Stop::Int,
         }
     }
 }
@@ -280,7 +213,7 @@ async fn barrier(
         settings.port
     );
     if let Some(ports) = plan.serving() {
-        return serve(barrier, config, ports, signals).await;
+        return crate::sidecar::run(barrier, config, ports, signals).await;
     }
     let exit = drive(&mut barrier, config, signals.next()).await;
     // The process exits next: the table of every peer is left to the
@@ -350,157 +283,6 @@ fn hand_off(config: &Config, outcome: &GateOutcome) -> Exit {
         return Exit::Handoff(err.exit_code());
     }
     Exit::Passed
-}
-
-/// How long a leaving sidecar gives its links to deliver its goodbye.
-const LEAVE_GRACE: Duration = Duration::from_secs(1);
-
-/// `--serve`: the barrier as a native sidecar. Releases like an init
-/// container would, then stays: admits late and replaced peers, rewrites
-/// the hand-off file when a live address changes, answers `peergate await`
-/// and the health endpoints. SIGTERM (the kubelet ending the pod once its
-/// workload finished) makes it leave and exit 0. Before the release,
-/// --timeout still ends it with 124.
-async fn serve<R: Resolve>(
-    mut barrier: Rendezvous<R>,
-    config: &Config,
-    ports: SidecarPorts,
-    signals: &mut Signals,
-) -> Exit {
-    let await_port = ports.await_port;
-    let await_listener = match crate::net::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("cannot listen for peergate await on 127.0.0.1:{await_port}: {e}");
-            return Exit::Failure;
-        }
-    };
-    let health_listener = match ports.health_port {
-        Some(port) => match crate::net::listen(None, port)
-            .map_err(|e| format!("cannot listen for health checks on port {port}: {e}"))
-        {
-            Ok(l) => Some(l),
-            Err(e) => {
-                error!("{e}");
-                return Exit::Failure;
-            }
-        },
-        None => None,
-    };
-    if let Some(spec) = config.hostfile.clone() {
-        barrier.on_change(Box::new(move |outcome| {
-            let text = handoff::render(spec.format, outcome, spec.slots);
-            match handoff::write_atomic(&spec.path, &text) {
-                Ok(()) => {
-                    info!(path = %spec.path.display(), format = %spec.format, "hostfile written")
-                }
-                Err(e) => error!("{e}"),
-            }
-        }));
-    }
-    let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
-    barrier.control(control_rx);
-    let status = barrier.status();
-    let endpoints = crate::sidecar::serve::Endpoints {
-        control: control_tx,
-        status: status.clone(),
-    };
-    let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(crate::sidecar::serve::serve(
-        await_listener,
-        endpoints.clone(),
-        true,
-    ));
-    if let Some(l) = health_listener {
-        servers.spawn(crate::sidecar::serve::serve(l, endpoints, false));
-    }
-    info!(
-        await_port = ports.await_port,
-        health_port = ports.health_port,
-        "serving: `peergate await` on 127.0.0.1:{}{}",
-        ports.await_port,
-        ports
-            .health_port
-            .map(|p| format!(", health checks on port {p}"))
-            .unwrap_or_default()
-    );
-    let deadline = async {
-        match config.deadline {
-            Some(d) => {
-                sleep(d).await;
-                if status.borrow().released {
-                    std::future::pending::<()>().await;
-                }
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let exit = tokio::select! {
-        _ = barrier.run() => {
-            error!("the serving barrier stopped unexpectedly");
-            Exit::Failure
-        }
-        _ = deadline => {
-            Waiter::report_missing(&barrier);
-            let (met, total) = Waiter::counts(&barrier);
-            report::end(End::TimedOut, met, total, "met", &human(barrier.elapsed()));
-            Exit::Timeout
-        }
-        stop = signals.next() => match stop {
-            Stop::Term => {
-                barrier.leave(LEAVE_GRACE).await;
-                info!("SIGTERM: left the barrier");
-                Exit::Passed
-            }
-            Stop::Int => {
-                error!("interrupted by SIGINT");
-                Exit::Interrupted
-            }
-        },
-    };
-    servers.abort_all();
-    exit
-}
-
-/// `peergate await`: waits for the local sidecar's release, then exits 0
-/// or execs the command with the hand-off variables.
-pub async fn wait_for_sidecar(
-    port: u16,
-    deadline: Option<Duration>,
-    command: &[std::ffi::OsString],
-) -> Exit {
-    let mut sigterm = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot install the SIGTERM handler: {e}");
-            return Exit::Failure;
-        }
-    };
-    let until = deadline.map(|d| tokio::time::Instant::now() + d);
-    let outcome = tokio::select! {
-        r = crate::sidecar::await_client::wait(port, until) => r,
-        _ = sigterm.recv() => return Exit::Terminated,
-    };
-    match outcome {
-        Err(e @ crate::sidecar::await_client::AwaitError::Timeout { .. }) => {
-            error!("{e}");
-            Exit::Timeout
-        }
-        Err(e) => {
-            error!("{e}");
-            Exit::Failure
-        }
-        Ok(outcome) if command.is_empty() => {
-            let _ = outcome;
-            Exit::Passed
-        }
-        Ok(outcome) => {
-            let env = handoff::env_vars(&outcome);
-            let err = handoff::exec(command, &env);
-            error!("{err}");
-            Exit::Handoff(err.exit_code())
-        }
-    }
 }
 
 #[cfg(test)]
