@@ -5,10 +5,9 @@
 //! modules something outside the crate uses: what `main` calls (`cli`,
 //! `config`, `dry_run`, `logging`, `run`) and what `fuzz/` drives (the barrier's frame
 //! codec in `rendezvous::proto`, the health endpoints' request parser in
-//! `http`). Everything else is tested from inside.
+//! `sidecar::http`, also at `http`). Everything else is tested from inside.
 
 mod addrconfig;
-mod await_client;
 mod cause;
 #[cfg(test)]
 #[path = "../tests/support/ci.rs"]
@@ -21,10 +20,10 @@ mod dns;
 pub mod dry_run;
 mod duration;
 mod error;
+mod exit;
 mod gate;
 mod handoff;
 mod hosts_file;
-pub mod http;
 mod identity;
 pub mod logging;
 mod net;
@@ -36,3 +35,7 @@ mod report;
 mod resolv_conf;
 pub mod run;
 mod schedule;
+mod sidecar;
+mod values;
+/// The health endpoints' request parser, where `fuzz/` drives it.
+pub use sidecar::http;

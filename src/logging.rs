@@ -27,7 +27,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::LogFormat;
+use crate::values::LogFormat;
 
 /// The level names `--log-level` accepts, for messages and help.
 pub const LEVEL_NAMES: &str = "error, warn, info, debug, trace, off";

@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
-use peergate::cli;
+use peergate::cli::{self, Invocation};
 use peergate::config::{Config, SystemEnvironment};
 use peergate::dry_run;
 use peergate::logging;
@@ -12,24 +11,28 @@ use peergate::run::{self, Exit};
 
 fn main() -> ExitCode {
     let argv: Vec<_> = std::env::args_os().collect();
-    if argv.get(1).is_some_and(|a| a == "await") {
-        return await_main(&argv[1..]);
-    }
-    let args = match cli::parse_from(&argv) {
-        Ok(args) => args,
+    match cli::parse_from(&argv) {
+        Ok(Invocation::Gate(args)) => gate_main(*args),
+        Ok(Invocation::Await(args)) => await_main(&args),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Err(e) => {
             // clap's message is several lines with usage; one line names
             // the argument (or its variable) and what is wrong with it.
             let line = cli::usage_line(&e, &argv);
-            eprintln!("peergate: {line} (see --help)");
-            return ExitCode::from(Exit::Usage.code());
+            match cli::subcommand_of(&argv) {
+                Some(name) => eprintln!("peergate {name}: {line} (see peergate {name} --help)"),
+                None => eprintln!("peergate: {line} (see --help)"),
+            }
+            ExitCode::from(Exit::Usage.code())
         }
-    };
+    }
+}
 
+/// `peergate [FLAGS] [-- COMMAND]`: the gate.
+fn gate_main(args: cli::Args) -> ExitCode {
     logging::init(args.log_format, args.log_level.as_ref());
     let (dry_run, format) = (args.dry_run, args.log_format);
 
@@ -55,19 +58,7 @@ fn main() -> ExitCode {
 }
 
 /// `peergate await ...`: wait for the local sidecar's release.
-fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
-    let args = match cli::AwaitArgs::try_parse_from(argv) {
-        Ok(args) => args,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let line = cli::usage_line(&e, argv);
-            eprintln!("peergate await: {line} (see peergate await --help)");
-            return ExitCode::from(Exit::Usage.code());
-        }
-    };
+fn await_main(args: &cli::AwaitArgs) -> ExitCode {
     // Silent unless something goes wrong.
     let quiet = logging::LogSpec::parse_flag("warn").expect("a valid level");
     logging::init(
@@ -75,7 +66,7 @@ fn await_main(argv: &[std::ffi::OsString]) -> ExitCode {
         Some(args.log_level.as_ref().unwrap_or(&quiet)),
     );
     if args.dry_run {
-        return ExitCode::from(dry_run::run_await(&args).code());
+        return ExitCode::from(dry_run::run_await(args).code());
     }
     let Some(runtime) = runtime() else {
         return ExitCode::from(Exit::Failure.code());

@@ -33,10 +33,16 @@ impl Peer {
     /// its trailing dot, or the address.
     pub fn display_name(&self) -> String {
         match &self.target {
-            Target::Name(n) => n.trim_end_matches('.').to_owned(),
+            Target::Name(n) => display_name(n).to_owned(),
             Target::Addr(a) => a.to_string(),
         }
     }
+}
+
+/// A peer's name as logs, hostfiles and the hand-off variables show it:
+/// without the trailing dot of an absolute DNS name.
+pub fn display_name(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 impl fmt::Display for Peer {

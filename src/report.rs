@@ -5,10 +5,7 @@
 use std::fmt::Display;
 use std::net::IpAddr;
 
-use tracing::{error, info, warn};
-
-use crate::config::Config;
-use crate::duration::human;
+use tracing::{error, info};
 
 /// How many missing peers a progress line names before "+N more".
 const PROGRESS_NAMES: usize = 3;
@@ -44,23 +41,6 @@ pub fn progress_line<N: Display, C: Display>(
         }
     }
     line
-}
-
-/// The warnings about the inputs, then what the wait is about.
-pub fn start(config: &Config) {
-    for warning in &config.warnings {
-        warn!("{warning}");
-    }
-    info!(
-        mode = %config.mode,
-        peers = config.peers.len(),
-        self_index = config.self_index,
-        interval = %human(config.interval),
-        timeout = %config.deadline.map(human).unwrap_or_else(|| "never".into()),
-        ip_family = %config.dns.as_ref().map_or_else(|| "none".into(), |d| d.family.to_string()),
-        "waiting for {}",
-        peers(config.peers.len())
-    );
 }
 
 /// A peer the ping gate could not reach, with its last cause.

@@ -1056,6 +1056,37 @@ fn await_dry_run_checks_its_arguments() {
     assert_usage_error(&out, "unknown argument `--timout`", "await typo");
 }
 
+/// `await` is a subcommand: the gate's variables (here a bad one) are not
+/// its business, and its own variables are named in its errors.
+#[test]
+fn await_reads_only_its_own_variables() {
+    let pod = Pod::new("await-env");
+    let out = pod.run(
+        &[("PEERGATE_PEERS", "many"), ("PEERGATE_PORT", "0")],
+        &["await", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("127.0.0.1:7471"));
+    let out = pod.run(&[("PEERGATE_AWAIT_PORT", "0")], &["await", "--dry-run"]);
+    assert_usage_error(
+        &out,
+        "peergate await: invalid PEERGATE_AWAIT_PORT `0`",
+        "await's own variable",
+    );
+    assert!(
+        stderr(&out)
+            .trim_end()
+            .ends_with("(see peergate await --help)")
+    );
+    // The gate's flags after `await` are not await's.
+    let out = pod.run(&[], &["await", "--peers", "3"]);
+    assert_usage_error(
+        &out,
+        "unknown argument `--peers`",
+        "a gate flag after await",
+    );
+}
+
 /// A seccomp filter that kills the process at its first use of the
 /// network: binding, listening, accepting, connecting or sending on any
 /// socket (and io_uring, which could do all of these). Opening a socket is

@@ -20,49 +20,16 @@ use std::time::Duration;
 
 pub use env::{Environment, SystemEnvironment};
 
-use crate::cli::{Args, Mode};
+use crate::cli::{Args, BarrierOnly, HostfileOptions, Mode, PingOnly, ServeOnly};
 use crate::error::ConfigError;
-use crate::handoff::HostfileFormat;
-use crate::peers::{Peer, Target};
-use crate::probe::ProbeKind;
+use crate::peers::{Peer, Target, TemplateVars};
+pub use crate::probe::ProbeSettings;
+use crate::rendezvous;
+use crate::rendezvous::proto::MAX_JOB;
+use crate::values::HostfileFormat;
+pub use crate::values::{DnsSettings, Family};
 use plan::PeerPlan;
 use pod::{PodView, non_empty};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeSettings {
-    pub kind: ProbeKind,
-    /// Port for TCP probes (explicit `tcp:PORT`, else `--port`).
-    pub tcp_port: u16,
-    pub timeout: Duration,
-}
-
-/// Address families to ask for and probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-    Dual,
-}
-
-/// As `--ip-family` spells them: `ipv4`, `ipv6`, `dual`.
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-            Family::Dual => "dual",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsSettings {
-    pub nameservers: Vec<IpAddr>,
-    pub search: Vec<String>,
-    pub ndots: usize,
-    pub timeout: Duration,
-    pub family: Family,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostfileSpec {
@@ -71,25 +38,8 @@ pub struct HostfileSpec {
     pub slots: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BarrierSettings {
-    pub port: u16,
-    /// `None` only with --insecure-no-token.
-    pub token: Option<String>,
-    /// Identifies the group of pods; part of every hello.
-    pub job: String,
-    /// Listen on and dial from this address only.
-    pub listen: Option<IpAddr>,
-    /// Stay after the release (native sidecar).
-    pub serve: bool,
-    /// Loopback port of `peergate await` (with `serve`).
-    pub await_port: u16,
-    /// HTTP health endpoints (with `serve`).
-    pub health_port: Option<u16>,
-}
-
 /// What this pod is, as far as the run derived it: what `--dry-run` shows
-/// next to the names built from it. Nothing here is read for this alone.
+/// next to the names built from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The hostname (`--hostname`, else the kernel's), when one is known.
@@ -97,11 +47,57 @@ pub struct Identity {
     /// The completion index (`--index`, else `JOB_COMPLETION_INDEX`), also
     /// when this pod is not one of the peers.
     pub index: Option<u32>,
-    /// Job name and the other placeholder values, as far as known.
-    pub job: Option<String>,
-    pub subdomain: Option<String>,
-    pub namespace: Option<String>,
-    pub zone: Option<String>,
+    /// The Job name and the other placeholder values, as far as known.
+    pub vars: TemplateVars,
+    /// This pod's own name as the peers resolve it, when known: the subject
+    /// of the `publishNotReadyAddresses` diagnosis.
+    pub target: Option<Target>,
+    /// This pod's own addresses from the kubelet's hosts line; empty when
+    /// unknown.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// What a run does: one mode, with everything only that mode reads. Built
+/// by [`Config::build`] alone, so no later code can fall back to the other.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Ping(PingPlan),
+    Barrier(BarrierPlan),
+}
+
+/// `--mode ping`: resolve and probe every peer.
+#[derive(Debug, Clone)]
+pub struct PingPlan {
+    pub peers: Vec<Peer>,
+    /// Whether this pod is one of the peers (its own name is the template's
+    /// name for its index); its index is then [`Identity::index`].
+    pub member: bool,
+    pub probe: ProbeSettings,
+    pub interval: Duration,
+    pub concurrency: usize,
+}
+
+/// `--mode barrier`: the rendezvous engine's settings, and the sidecar's
+/// ports when it serves (`settings.serve`).
+#[derive(Debug, Clone)]
+pub struct BarrierPlan {
+    pub settings: rendezvous::Settings,
+    sidecar: SidecarPorts,
+}
+
+/// The loopback port of `peergate await` and the health port of a serving
+/// barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SidecarPorts {
+    pub await_port: u16,
+    pub health_port: Option<u16>,
+}
+
+impl BarrierPlan {
+    /// The sidecar's ports, with `--serve`.
+    pub fn serving(&self) -> Option<SidecarPorts> {
+        self.settings.serve.then_some(self.sidecar)
+    }
 }
 
 /// Longest accepted --token (any length works as an HMAC key; this only
@@ -112,35 +108,57 @@ pub const MAX_TOKEN: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub identity: Identity,
-    pub peers: Vec<Peer>,
-    /// This pod's completion index, when this pod is one of the pods the
-    /// peers are named from (its own name is the template's name for its
-    /// index); `None` outside an indexed Job or when the template names
-    /// another Job's pods.
-    pub self_index: Option<u32>,
-    /// This pod's own name as the peers resolve it, when known: the subject
-    /// of the `publishNotReadyAddresses` diagnosis.
-    pub self_target: Option<Target>,
-    /// This pod's own addresses from the kubelet's hosts line (barrier
-    /// hellos announce them); empty when unknown.
-    pub self_addrs: Vec<IpAddr>,
-    pub mode: Mode,
-    pub probe: ProbeSettings,
+    pub plan: Plan,
     /// `None` when every peer is an IP literal and nothing needs resolving.
     pub dns: Option<DnsSettings>,
-    pub interval: Duration,
     pub deadline: Option<Duration>,
-    pub concurrency: usize,
-    pub barrier: Option<BarrierSettings>,
-    /// The headless Service's own name (`<subdomain>.<ns>.svc.<zone>.`),
-    /// when every part of it is known: the barrier's way in when no peer's
-    /// name resolves yet.
-    pub service: Option<String>,
     pub hostfile: Option<HostfileSpec>,
     pub command: Vec<OsString>,
     /// Inputs that were read but partly ignored (one line each), logged as
     /// warnings when the run starts.
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn mode(&self) -> Mode {
+        match self.plan {
+            Plan::Ping(_) => Mode::Ping,
+            Plan::Barrier(_) => Mode::Barrier,
+        }
+    }
+
+    /// Every peer, in order (the barrier's: index order).
+    pub fn peers(&self) -> &[Peer] {
+        match &self.plan {
+            Plan::Ping(p) => &p.peers,
+            Plan::Barrier(b) => &b.settings.peers,
+        }
+    }
+
+    /// This pod's completion index, when this pod is one of the peers;
+    /// `None` outside an indexed Job or when the template names another
+    /// Job's pods. The barrier always has one.
+    pub fn self_index(&self) -> Option<u32> {
+        match &self.plan {
+            Plan::Ping(p) => self.identity.index.filter(|_| p.member),
+            Plan::Barrier(b) => Some(b.settings.index),
+        }
+    }
+
+    /// Time between attempts (probes, or the barrier's dials).
+    pub fn interval(&self) -> Duration {
+        match &self.plan {
+            Plan::Ping(p) => p.interval,
+            Plan::Barrier(b) => b.settings.interval,
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        match &self.plan {
+            Plan::Ping(p) => p.concurrency,
+            Plan::Barrier(b) => b.settings.concurrency,
+        }
+    }
 }
 
 /// Longest default probe timeout; a longer interval keeps this unless
@@ -154,41 +172,41 @@ impl Config {
         let probe = probe_settings(&args);
         let mut pod = PodView::new(&args, env);
         pod.check_given_files()?;
-        let PeerPlan {
-            peers,
-            self_index,
-            self_target,
-            job,
-            vars,
-            explicit_hosts,
-            service,
-        } = plan::plan(&args, &mut pod)?;
-        let dns = dns_settings(&args, &mut pod, &peers)?;
-        let (barrier, peers) = barrier_settings(&args, peers, self_index, explicit_hosts, job)?;
+        let peer_plan = plan::plan(&args, &mut pod)?;
+        let dns = dns_settings(&args, &mut pod, &peer_plan.peers)?;
+        let addrs = pod.self_addrs();
+        let (plan, vars, target) = match args.mode {
+            Mode::Ping => {
+                ping_only(&args)?;
+                let ping = PingPlan {
+                    member: peer_plan.self_index.is_some(),
+                    peers: peer_plan.peers,
+                    probe,
+                    interval: args.interval,
+                    concurrency: args.concurrency,
+                };
+                (Plan::Ping(ping), peer_plan.vars, peer_plan.self_target)
+            }
+            Mode::Barrier => {
+                let (barrier, vars, target) =
+                    barrier_plan(&args, peer_plan, &addrs, probe.timeout)?;
+                (Plan::Barrier(barrier), vars, target)
+            }
+        };
         // For --dry-run; what the run did not need stays unknown, and no
         // error arises here that did not above.
         let identity = Identity {
             hostname: pod.hostname().ok(),
             index: pod.optional_index().ok().flatten(),
-            job: vars.job,
-            subdomain: vars.subdomain,
-            namespace: vars.namespace,
-            zone: vars.zone,
+            vars,
+            target,
+            addrs,
         };
         Ok(Config {
             identity,
-            peers,
-            self_index,
-            self_target,
-            self_addrs: pod.self_addrs(),
-            mode: args.mode,
-            probe,
+            plan,
             dns,
-            interval: args.interval,
             deadline: args.timeout.0,
-            concurrency: args.concurrency,
-            barrier,
-            service,
             hostfile,
             warnings: pod.warnings(),
             command: args.command,
@@ -199,8 +217,8 @@ impl Config {
 /// `--probe`; `tcp` without a port probes `--port`.
 fn probe_settings(args: &Args) -> ProbeSettings {
     ProbeSettings {
-        kind: args.probe.kind,
-        tcp_port: args.probe.port.unwrap_or(args.port),
+        kind: args.ping.probe.kind,
+        tcp_port: args.ping.probe.port.unwrap_or(args.port),
         timeout: args
             .probe_timeout
             .unwrap_or_else(|| args.interval.min(MAX_DEFAULT_PROBE_TIMEOUT)),
@@ -212,18 +230,15 @@ fn probe_settings(args: &Args) -> ProbeSettings {
 /// silently ignored: they are errors.
 fn hostfile(args: &Args) -> Result<Option<HostfileSpec>, ConfigError> {
     let Some(path) = args.write_hostfile.clone() else {
-        if let Some(id) = ["hostfile_format", "slots"]
-            .into_iter()
-            .find(|id| args.given(id))
-        {
+        if let Some(id) = args.first_given::<HostfileOptions>() {
             return Err(ConfigError::Conflict(format!(
                 "{} is set but no hostfile is written: add --write-hostfile PATH, or drop it",
-                args.name(id)
+                args.name(&id)
             )));
         }
         return Ok(None);
     };
-    let format = args.hostfile_format;
+    let format = args.hostfile.hostfile_format;
     if args.given("slots") && !matches!(format, HostfileFormat::Openmpi | HostfileFormat::Mpich) {
         return Err(ConfigError::Conflict(format!(
             "{} applies to openmpi and mpich hostfiles only, not to {} {format}",
@@ -234,7 +249,7 @@ fn hostfile(args: &Args) -> Result<Option<HostfileSpec>, ConfigError> {
     Ok(Some(HostfileSpec {
         path,
         format,
-        slots: args.slots,
+        slots: args.hostfile.slots,
     }))
 }
 
@@ -257,46 +272,40 @@ fn dns_settings(
     }))
 }
 
-/// Flags that only the barrier reads: given in ping mode they would be
-/// silently ignored.
-const BARRIER_ONLY: [&str; 6] = [
-    "token",
-    "insecure_no_token",
-    "listen",
-    "serve",
-    "await_port",
-    "health_port",
-];
-
-/// `--mode barrier`: its settings, and the peers with an index each (with
-/// `--hosts`, a peer's index is its position in the list). The barrier
-/// needs a token (or the explicit opt-out), this pod's index, a Job name the
-/// protocol can carry, and no `--indices`: it releases every pod at once,
-/// so every pod must wait for the same set.
-fn barrier_settings(
-    args: &Args,
-    mut peers: Vec<Peer>,
-    self_index: Option<u32>,
-    hosts_given: bool,
-    job: String,
-) -> Result<(Option<BarrierSettings>, Vec<Peer>), ConfigError> {
-    if args.mode == Mode::Ping {
-        if let Some(id) = BARRIER_ONLY.into_iter().find(|id| args.given(id)) {
-            return Err(ConfigError::Conflict(format!(
-                "{} applies to --mode barrier only: drop it, or add --mode barrier",
-                args.name(id)
-            )));
-        }
-        return Ok((None, peers));
+/// `--mode ping`: no barrier-only flag.
+fn ping_only(args: &Args) -> Result<(), ConfigError> {
+    // Given in ping mode they would be silently ignored.
+    let barrier_only = args
+        .first_given::<BarrierOnly>()
+        .or_else(|| args.first_given::<ServeOnly>());
+    match barrier_only {
+        Some(id) => Err(ConfigError::Conflict(format!(
+            "{} applies to --mode barrier only: drop it, or add --mode barrier",
+            args.name(&id)
+        ))),
+        None => Ok(()),
     }
-    if args.given("probe") {
+}
+
+/// `--mode barrier`: the engine's settings, with the peers given an index
+/// each (with `--hosts`, a peer's index is its position in the list). The
+/// barrier needs a token (or the explicit opt-out), this pod's index, a Job
+/// name the protocol can carry, and no `--indices`: it releases every pod
+/// at once, so every pod must wait for the same set.
+fn barrier_plan(
+    args: &Args,
+    plan: PeerPlan,
+    self_addrs: &[IpAddr],
+    connect_timeout: Duration,
+) -> Result<(BarrierPlan, TemplateVars, Option<Target>), ConfigError> {
+    if let Some(id) = args.first_given::<PingOnly>() {
         return Err(ConfigError::Conflict(format!(
             "{} applies to ping mode only: the barrier's handshake is its probe",
-            args.name("probe")
+            args.name(&id)
         )));
     }
-    let token = non_empty(args.token.as_ref());
-    match (&token, args.insecure_no_token) {
+    let token = non_empty(args.barrier.token.as_ref());
+    match (&token, args.barrier.insecure_no_token) {
         (None, false) => {
             return Err(ConfigError::Conflict(
                 "--mode barrier needs --token (or PEERGATE_TOKEN): a secret every pod of the Job \
@@ -328,23 +337,70 @@ fn barrier_settings(
             args.name("indices")
         )));
     }
-    if job.is_empty() || job.len() > crate::rendezvous::proto::MAX_JOB {
+    let PeerPlan {
+        mut peers,
+        self_index,
+        self_target,
+        job,
+        vars,
+        explicit_hosts,
+        service,
+    } = plan;
+    if job.is_empty() || job.len() > MAX_JOB {
         return Err(ConfigError::Other(format!(
-            "invalid --job for the barrier: `{job}` must be 1 to {} bytes",
-            crate::rendezvous::proto::MAX_JOB
+            "invalid --job for the barrier: `{job}` must be 1 to {MAX_JOB} bytes"
         )));
     }
-    let Some(i) = self_index else {
+    let Some(index) = self_index else {
         return Err(ConfigError::Other(
             "--mode barrier needs this pod's index (JOB_COMPLETION_INDEX or --index; with \
              --hosts, the position of this instance in the list)"
                 .into(),
         ));
     };
-    if args.serve {
+    let sidecar = sidecar_ports(args)?;
+    // With --hosts, a peer's index is its position in the list.
+    for (pos, peer) in peers.iter_mut().enumerate() {
+        peer.index.get_or_insert(pos as u32);
+    }
+    if !peers.iter().any(|p| p.index == Some(index)) && explicit_hosts {
+        return Err(ConfigError::Index(format!(
+            "--index {index} is not a position in --hosts (0..{})",
+            peers.len()
+        )));
+    }
+    let announce = announce(self_addrs, args.barrier.listen, &peers, index);
+    let settings = rendezvous::Settings {
+        token,
+        job,
+        index,
+        peers,
+        announce,
+        listen: args.barrier.listen,
+        port: args.port,
+        interval: args.interval,
+        connect_timeout,
+        concurrency: args.concurrency,
+        serve: args.barrier.serve,
+        service,
+    };
+    Ok((BarrierPlan { settings, sidecar }, vars, self_target))
+}
+
+/// The ports of `--serve`, checked against each other and the barrier's;
+/// without `--serve`, given at all they would be ignored: an error.
+fn sidecar_ports(args: &Args) -> Result<SidecarPorts, ConfigError> {
+    if !args.barrier.serve {
+        if let Some(id) = args.first_given::<ServeOnly>() {
+            return Err(ConfigError::Conflict(format!(
+                "{} applies to --serve only: add --serve, or drop it",
+                args.name(&id)
+            )));
+        }
+    } else {
         for (id, p) in [
-            ("await_port", Some(args.await_port)),
-            ("health_port", args.health_port),
+            ("await_port", Some(args.sidecar.await_port)),
+            ("health_port", args.sidecar.health_port),
         ] {
             if p == Some(args.port) {
                 return Err(ConfigError::Conflict(format!(
@@ -355,12 +411,12 @@ fn barrier_settings(
                 )));
             }
         }
-        if args.health_port == Some(args.await_port) {
+        if args.sidecar.health_port == Some(args.sidecar.await_port) {
             return Err(ConfigError::Conflict(format!(
                 "{} and {} are both {}: give them different ports",
                 args.name("health_port"),
                 args.name("await_port"),
-                args.await_port
+                args.sidecar.await_port
             )));
         }
         if !args.command.is_empty() {
@@ -370,33 +426,30 @@ fn barrier_settings(
                     .into(),
             ));
         }
-    } else if let Some(id) = ["await_port", "health_port"]
-        .into_iter()
-        .find(|id| args.given(id))
-    {
-        return Err(ConfigError::Conflict(format!(
-            "{} applies to --serve only: add --serve, or drop it",
-            args.name(id)
-        )));
     }
-    // With --hosts, a peer's index is its position in the list.
-    for (pos, peer) in peers.iter_mut().enumerate() {
-        peer.index.get_or_insert(pos as u32);
+    Ok(SidecarPorts {
+        await_port: args.sidecar.await_port,
+        health_port: args.sidecar.health_port,
+    })
+}
+
+/// The addresses this pod announces to the barrier: the kubelet's for it,
+/// else the one it listens on, else its own --hosts entry; empty when none
+/// is known (the first link then tells).
+pub fn announce(
+    self_addrs: &[IpAddr],
+    listen: Option<IpAddr>,
+    peers: &[Peer],
+    index: u32,
+) -> Vec<IpAddr> {
+    if !self_addrs.is_empty() {
+        return self_addrs.to_vec();
     }
-    if !peers.iter().any(|p| p.index == Some(i)) && hosts_given {
-        return Err(ConfigError::Index(format!(
-            "--index {i} is not a position in --hosts (0..{})",
-            peers.len()
-        )));
+    if let Some(ip) = listen.filter(|ip| !ip.is_unspecified()) {
+        return vec![ip];
     }
-    let settings = BarrierSettings {
-        port: args.port,
-        token,
-        job,
-        listen: args.listen,
-        serve: args.serve,
-        await_port: args.await_port,
-        health_port: args.health_port,
-    };
-    Ok((Some(settings), peers))
+    match peers.get(index as usize).map(|p| &p.target) {
+        Some(Target::Addr(ip)) => vec![*ip],
+        _ => Vec::new(),
+    }
 }

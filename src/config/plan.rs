@@ -2,7 +2,7 @@
 //! `--hosts`, or an indexed Job's `--peers`/`--indices` named by a template.
 
 use super::pod::{PodView, non_empty};
-use crate::cli::{Args, Mode};
+use crate::cli::{Args, JobPeers, Mode, ServiceNaming, ids_of};
 use crate::error::ConfigError;
 use crate::peers::{self, Peer, Placeholder, Target, Template, TemplateVars};
 
@@ -36,21 +36,16 @@ pub(super) fn plan(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, Confi
 /// flags that name a Job's pods would be ignored: they are errors. (`--job`
 /// still names the barrier's group.)
 fn explicit_hosts(args: &Args, pod: &PodView<'_>, list: &str) -> Result<PeerPlan, ConfigError> {
-    let naming = [
-        "peers",
-        "indices",
-        "template",
-        "subdomain",
-        "namespace",
-        "cluster_domain",
-    ];
-    let job = (args.mode == Mode::Ping).then_some("job");
-    for id in naming.into_iter().chain(job) {
-        if args.given(id) {
+    let naming = ids_of::<JobPeers>()
+        .into_iter()
+        .chain(ids_of::<ServiceNaming>());
+    let job = (args.mode == Mode::Ping).then(|| "job".to_owned());
+    for id in naming.chain(job) {
+        if args.given(&id) {
             return Err(ConfigError::Conflict(format!(
                 "{} conflicts with {}: give either explicit hosts or an indexed Job",
                 args.name("hosts"),
-                args.name(id)
+                args.name(&id)
             )));
         }
     }
@@ -83,7 +78,7 @@ fn indexed(args: &Args, pod: &mut PodView<'_>) -> Result<PeerPlan, ConfigError> 
     let index = pod.optional_index()?;
     let custom = custom_template(args, indices.len())?;
     let member = is_member(args, pod, custom.as_ref(), index)?;
-    if let (true, Some(i), Some(n)) = (member, index, args.peers)
+    if let (true, Some(i), Some(n)) = (member, index, args.selection.peers)
         && i >= n
     {
         return Err(ConfigError::Index(format!(
@@ -192,7 +187,7 @@ fn is_member(
 /// The indices to wait for: `--indices`, within `--peers` when both are
 /// given, else `0..--peers`.
 fn indices(args: &Args) -> Result<Vec<u32>, ConfigError> {
-    match (args.peers, &args.indices) {
+    match (args.selection.peers, &args.selection.indices) {
         (None, None) => Err(ConfigError::Conflict(
             "no peers given: pass --peers N (the Job's completions), --indices, or --hosts".into(),
         )),
@@ -211,7 +206,7 @@ fn indices(args: &Args) -> Result<Vec<u32>, ConfigError> {
 /// `--template`, parsed. Without `{index}` every peer gets the same name, so
 /// it names exactly one peer.
 fn custom_template(args: &Args, peer_count: usize) -> Result<Option<Template>, ConfigError> {
-    let Some(text) = non_empty(args.template.as_ref()) else {
+    let Some(text) = non_empty(args.selection.template.as_ref()) else {
         return Ok(None);
     };
     let template = Template::parse(&text).map_err(|reason| template_error(args, reason))?;
@@ -233,7 +228,12 @@ fn names_host(name: &str, hostname: &str) -> bool {
 }
 
 fn template_error(args: &Args, reason: String) -> ConfigError {
-    let text = args.template.as_deref().unwrap_or_default().trim();
+    let text = args
+        .selection
+        .template
+        .as_deref()
+        .unwrap_or_default()
+        .trim();
     ConfigError::value(args.name("template"), text, reason)
 }
 

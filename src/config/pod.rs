@@ -116,7 +116,7 @@ impl<'a> PodView<'a> {
     /// `--cluster-domain`: a DNS name; a trailing dot is dropped (the
     /// templates add their own).
     fn zone_flag(&self) -> Result<Option<String>, ConfigError> {
-        let Some(value) = non_empty(self.args.cluster_domain.as_ref()) else {
+        let Some(value) = non_empty(self.args.naming.cluster_domain.as_ref()) else {
             return Ok(None);
         };
         let zone = value.strip_suffix('.').unwrap_or(&value);
@@ -211,8 +211,8 @@ impl<'a> PodView<'a> {
         };
         let mut vars = TemplateVars {
             job,
-            subdomain: self.label_flag("subdomain", self.args.subdomain.as_ref())?,
-            namespace: self.label_flag("namespace", self.args.namespace.as_ref())?,
+            subdomain: self.label_flag("subdomain", self.args.naming.subdomain.as_ref())?,
+            namespace: self.label_flag("namespace", self.args.naming.namespace.as_ref())?,
             zone: self.zone_flag()?,
         };
         if vars.subdomain.is_none() || vars.namespace.is_none() || vars.zone.is_none() {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::values::ProbeKind;
 
 struct FakePod {
     vars: HashMap<&'static str, &'static str>,
@@ -40,29 +41,42 @@ fn pod(hosts: &'static str) -> FakePod {
 }
 
 fn build(env: &FakePod, args: &[&str]) -> Result<Config, ConfigError> {
-    let args = crate::cli::parse_from(std::iter::once("peergate").chain(args.iter().copied()))
-        .expect("valid arguments");
-    Config::build(args, env)
+    let argv = std::iter::once("peergate").chain(args.iter().copied());
+    let crate::cli::Invocation::Gate(args) = crate::cli::parse_from(argv).expect("valid arguments")
+    else {
+        panic!("not the gate");
+    };
+    Config::build(*args, env)
+}
+
+fn probe(config: &Config) -> &ProbeSettings {
+    match &config.plan {
+        Plan::Ping(ping) => &ping.probe,
+        Plan::Barrier(_) => panic!("a barrier has no probe"),
+    }
 }
 
 fn names(config: &Config) -> Vec<String> {
-    config.peers.iter().map(|p| p.display_name()).collect()
+    config.peers().iter().map(|p| p.display_name()).collect()
 }
 
 #[test]
 fn zero_configuration_in_an_indexed_job_pod() {
     let config = build(&pod(HOSTS), &["--peers", "3"]).unwrap();
     assert_eq!(
-        config.peers[0].target,
+        config.peers()[0].target,
         Target::Name("example-job-0.headless-svc.team-a.svc.k8s.local.".into())
     );
-    assert_eq!(config.peers.len(), 3);
-    assert_eq!(config.self_index, Some(2));
-    assert_eq!(config.self_target, Some(config.peers[2].target.clone()));
-    let dns = config.dns.unwrap();
+    assert_eq!(config.peers().len(), 3);
+    assert_eq!(config.self_index(), Some(2));
+    assert_eq!(
+        config.identity.target,
+        Some(config.peers()[2].target.clone())
+    );
+    let dns = config.dns.clone().unwrap();
     assert_eq!(dns.family, Family::V4, "single-stack pod: A records only");
     assert_eq!(dns.ndots, 5);
-    assert_eq!(config.interval, Duration::from_secs(1));
+    assert_eq!(config.interval(), Duration::from_secs(1));
     assert_eq!(config.deadline, Some(Duration::from_secs(600)));
 }
 
@@ -94,9 +108,9 @@ fn flags_override_what_the_pod_files_say() {
     // --job names another Job: this pod (example-job-2) is not one of its
     // pods, so it has no rank among them, and the diagnosis asks for the
     // name the kubelet gave it.
-    assert_eq!(config.self_index, None);
+    assert_eq!(config.self_index(), None);
     assert_eq!(
-        config.self_target,
+        config.identity.target,
         Some(Target::Name(
             "example-job-2.headless-svc.team-a.svc.k8s.local.".into()
         ))
@@ -156,7 +170,7 @@ fn indices_and_custom_templates() {
     let config = build(&pod(HOSTS), &["--peers", "8", "--indices", "0,6-7"]).unwrap();
     assert_eq!(
         config
-            .peers
+            .peers()
             .iter()
             .map(|p| p.index.unwrap())
             .collect::<Vec<_>>(),
@@ -179,7 +193,7 @@ fn standalone_hosts_need_no_pod_files() {
     };
     let config = build(&p, &["--hosts", "10.0.0.1,fd00::2"]).unwrap();
     assert!(config.dns.is_none(), "IP literals need no resolver");
-    assert_eq!(config.self_index, None);
+    assert_eq!(config.self_index(), None);
     let err = build(&p, &["--hosts", "a.example"])
         .unwrap_err()
         .to_string();
@@ -208,16 +222,16 @@ fn an_odd_resolv_conf_is_one_warning_not_an_error() {
 #[test]
 fn probe_settings() {
     let c = build(&pod(HOSTS), &["--peers", "3", "--probe", "tcp:8080"]).unwrap();
-    assert_eq!((c.probe.kind, c.probe.tcp_port), (ProbeKind::Tcp, 8080));
+    assert_eq!((probe(&c).kind, probe(&c).tcp_port), (ProbeKind::Tcp, 8080));
     let c = build(
         &pod(HOSTS),
         &["--peers", "3", "--probe", "tcp", "--port", "9000"],
     )
     .unwrap();
-    assert_eq!(c.probe.tcp_port, 9000);
+    assert_eq!(probe(&c).tcp_port, 9000);
     let c = build(&pod(HOSTS), &["--peers", "3", "--interval", "5s"]).unwrap();
     assert_eq!(
-        c.probe.timeout,
+        probe(&c).timeout,
         Duration::from_secs(2),
         "default probe timeout is capped"
     );
@@ -226,7 +240,7 @@ fn probe_settings() {
         &["--peers", "3", "--interval", "300ms", "--timeout", "never"],
     )
     .unwrap();
-    assert_eq!(c.probe.timeout, Duration::from_millis(300));
+    assert_eq!(probe(&c).timeout, Duration::from_millis(300));
     assert_eq!(c.deadline, None);
 }
 
@@ -410,7 +424,10 @@ fn job_naming_flags_with_explicit_hosts_are_errors() {
         ],
     )
     .unwrap();
-    assert_eq!(config.barrier.unwrap().job, "grp");
+    let Plan::Barrier(barrier) = config.plan else {
+        panic!("not a barrier")
+    };
+    assert_eq!(barrier.settings.job, "grp");
 }
 
 /// A JobSet: the leader (its own Job, index 0) waits for the workers of
@@ -443,9 +460,9 @@ fn a_pod_whose_name_the_template_does_not_give_is_not_a_member() {
             "train-workers-0-2.train.ns.svc.zone"
         ]
     );
-    assert_eq!(config.self_index, None, "the leader is not worker 0");
+    assert_eq!(config.self_index(), None, "the leader is not worker 0");
     assert_eq!(
-        config.self_target,
+        config.identity.target,
         Some(Target::Name("train-leader-0-0.train.ns.svc.zone.".into()))
     );
 
@@ -460,7 +477,7 @@ fn a_pod_whose_name_the_template_does_not_give_is_not_a_member() {
     // Index 2 is not below --peers 1, but that is the leader Job's count.
     let config = build(&worker, &["--peers", "1", "--template", template]).unwrap();
     assert_eq!(names(&config), ["train-leader-0-0.train.ns.svc.zone"]);
-    assert_eq!(config.self_index, None);
+    assert_eq!(config.self_index(), None);
 
     // A member keeps its index, and --peers still bounds it.
     let config = build(
@@ -473,8 +490,11 @@ fn a_pod_whose_name_the_template_does_not_give_is_not_a_member() {
         ],
     )
     .unwrap();
-    assert_eq!(config.self_index, Some(2));
-    assert_eq!(config.self_target, Some(config.peers[2].target.clone()));
+    assert_eq!(config.self_index(), Some(2));
+    assert_eq!(
+        config.identity.target,
+        Some(config.peers()[2].target.clone())
+    );
     let err = error(
         &worker,
         &[
@@ -538,4 +558,55 @@ fn auto_family_without_a_kubelet_line_follows_the_host() {
         .insert("/proc/net/if_inet6", GLOBAL_V6);
     let config = build(&pod_on_dual_host, &["--peers", "3"]).unwrap();
     assert_eq!(config.dns.unwrap().family, Family::V4);
+}
+
+/// Each flag of a group that only one mode or option reads is an error
+/// elsewhere, naming the flag: the groups are the lists, so a new flag in
+/// one must be added here too.
+#[test]
+fn wrong_mode_flags_are_errors_naming_the_flag() {
+    use crate::cli::{BarrierOnly, HostfileOptions, PingOnly, ServeOnly, ids_of};
+    let value = |id: &str| -> &'static [&'static str] {
+        match id {
+            "token" => &["--token", "t"],
+            "insecure_no_token" => &["--insecure-no-token"],
+            "listen" => &["--listen", "127.0.0.1"],
+            "serve" => &["--serve"],
+            "await_port" => &["--await-port", "7000"],
+            "health_port" => &["--health-port", "7001"],
+            "probe" => &["--probe", "tcp"],
+            "hostfile_format" => &["--hostfile-format", "json"],
+            "slots" => &["--slots", "2"],
+            other => panic!("no test value for `{other}`: add one"),
+        }
+    };
+    let check = |base: &[&str], ids: Vec<String>, expected: &str| {
+        for id in ids {
+            let mut args = base.to_vec();
+            args.extend_from_slice(value(&id));
+            let err = error(&pod(HOSTS), &args);
+            let flag = format!("--{}", id.replace('_', "-"));
+            assert!(err.starts_with(&format!("{flag} ")), "{id}: {err}");
+            assert!(err.contains(expected), "{id}: {err}");
+        }
+    };
+    let ping = ["--peers", "3"];
+    check(
+        &ping,
+        ids_of::<BarrierOnly>(),
+        "applies to --mode barrier only",
+    );
+    check(
+        &ping,
+        ids_of::<ServeOnly>(),
+        "applies to --mode barrier only",
+    );
+    let barrier = ["--peers", "3", "--mode", "barrier", "--token", "t"];
+    check(&barrier, ids_of::<PingOnly>(), "applies to ping mode only");
+    check(&barrier, ids_of::<ServeOnly>(), "applies to --serve only");
+    check(
+        &ping,
+        ids_of::<HostfileOptions>(),
+        "but no hostfile is written",
+    );
 }

@@ -1,13 +1,14 @@
 //! The hostfile formats and the hand-off environment variables.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use serde::Serialize;
 
 use crate::outcome::{GateOutcome, PeerOutcome};
+use crate::peers::display_name;
+pub use crate::values::HostfileFormat;
 
 /// Number of peers the gate waited for, self included when self is a peer.
 pub const ENV_WORLD_SIZE: &str = "PEERGATE_WORLD_SIZE";
@@ -25,75 +26,6 @@ pub const ENV_COORDINATOR_ADDR: &str = "PEERGATE_COORDINATOR_ADDR";
 /// Deliberately not `PEERGATE_PEERS`: that variable is the environment form
 /// of the `--peers` flag, so a list there would break a nested peergate.
 pub const ENV_PEER_NAMES: &str = "PEERGATE_PEER_NAMES";
-
-/// The file formats `--write-hostfile` can produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HostfileFormat {
-    /// `/etc/hosts` syntax: `<address>\t<name>`, one line per address.
-    Hosts,
-    /// Open MPI hostfile: `<name> slots=<n>`.
-    Openmpi,
-    /// MPICH (Hydra) hostfile: `<name>:<n>`.
-    Mpich,
-    /// One JSON document describing every peer.
-    Json,
-    /// A POSIX sh file exporting the `PEERGATE_*` hand-off variables.
-    Env,
-}
-
-impl HostfileFormat {
-    /// Every format, in the order help text lists them.
-    pub const ALL: [HostfileFormat; 5] = [
-        HostfileFormat::Hosts,
-        HostfileFormat::Openmpi,
-        HostfileFormat::Mpich,
-        HostfileFormat::Json,
-        HostfileFormat::Env,
-    ];
-
-    /// The names for help text, as the CLI contract writes them.
-    pub const NAMES: &'static str = "hosts|openmpi|mpich|json|env";
-
-    /// The name `FromStr` accepts and `Display` prints.
-    pub const fn name(self) -> &'static str {
-        match self {
-            HostfileFormat::Hosts => "hosts",
-            HostfileFormat::Openmpi => "openmpi",
-            HostfileFormat::Mpich => "mpich",
-            HostfileFormat::Json => "json",
-            HostfileFormat::Env => "env",
-        }
-    }
-}
-
-impl fmt::Display for HostfileFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// An unknown `--hostfile-format` value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hostfile format {given:?} (valid formats: hosts, openmpi, mpich, json, env)")]
-pub struct ParseFormatError {
-    pub given: String,
-}
-
-impl FromStr for HostfileFormat {
-    type Err = ParseFormatError;
-
-    /// Accepts the names of [`HostfileFormat::ALL`], ignoring ASCII case and
-    /// surrounding whitespace (values often come from environment variables).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim();
-        HostfileFormat::ALL
-            .into_iter()
-            .find(|format| format.name().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| ParseFormatError {
-                given: s.to_owned(),
-            })
-    }
-}
 
 /// Render the outcome in `format`. `slots` is used by `openmpi` and `mpich`
 /// only and is written as given (the CLI validates it).
@@ -123,13 +55,17 @@ pub fn env_vars(outcome: &GateOutcome) -> Vec<(String, String)> {
     if let Some(coordinator) = coordinator(outcome) {
         vars.push((
             ENV_COORDINATOR.to_owned(),
-            display_name(coordinator).to_owned(),
+            display_name(&coordinator.name).to_owned(),
         ));
         if let Some(addr) = preferred_addrs(coordinator).first() {
             vars.push((ENV_COORDINATOR_ADDR.to_owned(), addr.to_string()));
         }
     }
-    let names: Vec<&str> = outcome.peers.iter().map(display_name).collect();
+    let names: Vec<&str> = outcome
+        .peers
+        .iter()
+        .map(|p| display_name(&p.name))
+        .collect();
     vars.push((ENV_PEER_NAMES.to_owned(), names.join(" ")));
     vars
 }
@@ -149,11 +85,6 @@ fn coordinator(outcome: &GateOutcome) -> Option<&PeerOutcome> {
         .or_else(|| outcome.peers.first())
 }
 
-/// The name as users write it: without the trailing dot of an FQDN.
-fn display_name(peer: &PeerOutcome) -> &str {
-    peer.name.strip_suffix('.').unwrap_or(&peer.name)
-}
-
 /// The peer's name parsed as an address, when it is an IP literal (IPv6 with
 /// or without brackets).
 fn ip_literal(name: &str) -> Option<IpAddr> {
@@ -168,7 +99,7 @@ fn ip_literal(name: &str) -> Option<IpAddr> {
 /// address; otherwise the address that answered the probe comes first, then
 /// the rest in the resolver's order, without duplicates.
 fn preferred_addrs(peer: &PeerOutcome) -> Vec<IpAddr> {
-    if let Some(literal) = ip_literal(display_name(peer)) {
+    if let Some(literal) = ip_literal(display_name(&peer.name)) {
         return vec![literal];
     }
     let mut addrs: Vec<IpAddr> = Vec::with_capacity(peer.addrs.len() + 1);
@@ -188,7 +119,7 @@ fn preferred_addrs(peer: &PeerOutcome) -> Vec<IpAddr> {
 fn render_hosts(outcome: &GateOutcome) -> String {
     let mut out = String::new();
     for peer in &outcome.peers {
-        let name = display_name(peer);
+        let name = display_name(&peer.name);
         let addrs = preferred_addrs(peer);
         if addrs.is_empty() {
             let _ = writeln!(out, "# {name}: no address");
@@ -210,7 +141,7 @@ fn render_hosts(outcome: &GateOutcome) -> String {
 fn render_lines(outcome: &GateOutcome, line: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
     for peer in &outcome.peers {
-        out.push_str(&line(display_name(peer)));
+        out.push_str(&line(display_name(&peer.name)));
         out.push('\n');
     }
     out
@@ -251,7 +182,7 @@ fn render_json(outcome: &GateOutcome) -> String {
             .iter()
             .map(|peer| JsonPeer {
                 index: peer.index,
-                name: display_name(peer),
+                name: display_name(&peer.name),
                 addresses: &peer.addrs,
                 reachable_via: peer.reachable_via,
                 time_to_reachable_ms: peer
@@ -362,7 +293,7 @@ impl serde_json::ser::Formatter for PeerLines {
 /// Quote `value` for a POSIX shell: inside single quotes nothing is special
 /// except the single quote itself, written as `'\''` (close, escaped quote,
 /// reopen).
-fn shell_quote(value: &str) -> String {
+pub fn shell_quote(value: &str) -> String {
     let mut quoted = String::with_capacity(value.len() + 2);
     quoted.push('\'');
     for c in value.chars() {
@@ -476,31 +407,6 @@ mod tests {
                 ),
             ],
         }
-    }
-
-    #[test]
-    fn format_names_round_trip_and_help_text_lists_them_all() {
-        for format in HostfileFormat::ALL {
-            assert_eq!(format.to_string().parse::<HostfileFormat>(), Ok(format));
-        }
-        let names: Vec<String> = HostfileFormat::ALL.iter().map(|f| f.to_string()).collect();
-        assert_eq!(HostfileFormat::NAMES, names.join("|"));
-        assert_eq!(" OpenMPI ".parse(), Ok(HostfileFormat::Openmpi));
-        assert_eq!("ENV".parse(), Ok(HostfileFormat::Env));
-    }
-
-    #[test]
-    fn unknown_format_error_names_the_value_and_the_valid_ones() {
-        let error = "slurm".parse::<HostfileFormat>().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unknown hostfile format \"slurm\" (valid formats: hosts, openmpi, mpich, json, env)"
-        );
-        for format in HostfileFormat::ALL {
-            assert!(error.to_string().contains(format.name()));
-        }
-        assert!("".parse::<HostfileFormat>().is_err());
-        assert!("host".parse::<HostfileFormat>().is_err());
     }
 
     #[test]

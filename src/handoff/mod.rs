@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use exec::exec;
 pub use format::{
-    ENV_COORDINATOR, ENV_COORDINATOR_ADDR, ENV_PEER_NAMES, HostfileFormat, env_vars, render,
+    ENV_COORDINATOR, ENV_COORDINATOR_ADDR, ENV_PEER_NAMES, env_vars, render, shell_quote,
 };
 pub use write::{check_destination, inspect_destination, write_atomic};
 
@@ -113,7 +113,7 @@ fn not_found_detail(program: &OsString) -> &'static str {
 
 /// Scratch directories for the tests, removed on drop (also on panic).
 #[cfg(test)]
-mod test_dir {
+pub(crate) mod test_dir {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -11,62 +11,16 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::cause::Cause;
-use crate::config::ProbeSettings;
 use crate::error::ConfigError;
+use crate::values::ProbeKind;
 
-/// How peers are probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeKind {
-    Auto,
-    Icmp,
-    Tcp,
-    Dns,
-}
-
-/// `--probe` as given: a kind and, for `tcp:PORT`, a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProbeSpec {
+/// What `Prober::open` needs: the probe, its port and its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSettings {
     pub kind: ProbeKind,
-    pub port: Option<u16>,
-}
-
-/// The `--probe` values, for messages.
-pub const PROBE_FORMS: &str = "auto, icmp, tcp, tcp:PORT, dns";
-
-impl ProbeSpec {
-    /// Parses `auto`, `icmp`, `tcp`, `tcp:PORT` or `dns`.
-    pub fn parse(text: &str) -> Result<ProbeSpec, String> {
-        let text = text.trim();
-        let (name, port) = match text.split_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (text, None),
-        };
-        let kind = match name {
-            "auto" => ProbeKind::Auto,
-            "icmp" => ProbeKind::Icmp,
-            "tcp" => ProbeKind::Tcp,
-            "dns" => ProbeKind::Dns,
-            _ => return Err(format!("expected one of {PROBE_FORMS}")),
-        };
-        let port = match port {
-            None => None,
-            Some(p) if kind == ProbeKind::Tcp => Some(tcp_port(p)?),
-            Some(_) => {
-                return Err(format!(
-                    "only tcp takes a port; expected one of {PROBE_FORMS}"
-                ));
-            }
-        };
-        Ok(ProbeSpec { kind, port })
-    }
-}
-
-/// Parses a TCP port, 1-65535.
-pub fn tcp_port(text: &str) -> Result<u16, String> {
-    match text.trim().parse::<u16>() {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(format!("`{}` is not a TCP port (1-65535)", text.trim())),
-    }
+    /// Port for TCP probes (explicit `tcp:PORT`, else `--port`).
+    pub tcp_port: u16,
+    pub timeout: Duration,
 }
 
 /// Something that checks one address; the gate is generic over it so its
@@ -172,36 +126,5 @@ impl Probe for Prober {
             Prober::Tcp(p) => p.probe(addr).await,
             Prober::Dns => Ok(Duration::ZERO),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_specs() {
-        let spec = |kind, port| Ok(ProbeSpec { kind, port });
-        assert_eq!(ProbeSpec::parse("auto"), spec(ProbeKind::Auto, None));
-        assert_eq!(ProbeSpec::parse(" icmp "), spec(ProbeKind::Icmp, None));
-        assert_eq!(ProbeSpec::parse("tcp"), spec(ProbeKind::Tcp, None));
-        assert_eq!(
-            ProbeSpec::parse("tcp:8080"),
-            spec(ProbeKind::Tcp, Some(8080))
-        );
-        assert_eq!(ProbeSpec::parse("dns"), spec(ProbeKind::Dns, None));
-        for bad in ["udp", "", "TCP", "icmp:1"] {
-            let err = ProbeSpec::parse(bad).unwrap_err();
-            assert!(err.contains(PROBE_FORMS), "{bad:?}: {err}");
-        }
-        for bad in ["tcp:", "tcp:0", "tcp:65536", "tcp:x"] {
-            let err = ProbeSpec::parse(bad).unwrap_err();
-            assert!(
-                err.contains("is not a TCP port (1-65535)"),
-                "{bad:?}: {err}"
-            );
-        }
-        assert_eq!(tcp_port("65535"), Ok(65535));
-        assert_eq!(tcp_port("1"), Ok(1));
     }
 }

@@ -8,23 +8,27 @@
 //! or the variable the value came from.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+
+mod await_args;
+mod groups;
+
+use await_args::AWAIT_ABOUT;
+pub use await_args::AwaitArgs;
+pub use groups::{BarrierOnly, HostfileOptions, JobPeers, PingOnly, ServeOnly, ServiceNaming};
 
 use crate::duration::{self, Deadline};
-use crate::handoff::HostfileFormat;
 use crate::identity;
 use crate::logging::LogSpec;
-use crate::peers::{self, IndexList};
-use crate::probe::{self, ProbeSpec};
+use crate::values::tcp_port;
+pub use crate::values::{HostfileFormat, IpFamily, LogFormat, Mode};
 
 const ABOUT: &str =
     "Wait until every peer of a Kubernetes Indexed Job resolves and answers, then exit 0.";
@@ -66,50 +70,13 @@ after the release), 1 run-time failure (e.g. the barrier port cannot be
 bound), 2 usage or configuration error, 124 timeout, 126/127 the command
 after `--` cannot be run, 130/143 interrupted by SIGINT/SIGTERM.";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Resolve and probe every peer until all answer.
-    Ping,
-    /// Rendezvous over TCP: release once every peer and this pod have met.
-    Barrier,
-}
-
-/// As the flag spells it (`ping`, `barrier`).
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_possible_value() {
-            Some(v) => f.write_str(v.get_name()),
-            None => fmt::Debug::fmt(self, f),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IpFamily {
-    /// The families of this pod's own addresses in the hosts file, else
-    /// those the host has addresses for (an up IPv4 route, a global IPv6
-    /// address), else both.
-    Auto,
-    /// A records only.
-    Ipv4,
-    /// AAAA records only.
-    Ipv6,
-    /// A and AAAA.
-    Dual,
-}
-
 /// Most peers checked at once: beyond it sockets run out before DNS or the
 /// network do.
 pub const MAX_CONCURRENCY: usize = 4096;
 
+/// The whole command line: the gate's flags, or a subcommand with its own.
+/// More subcommands are to come (`run`, `barrier`, `put`, `get`); without
+/// one, `peergate` is the gate.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "peergate",
@@ -117,8 +84,38 @@ pub const MAX_CONCURRENCY: usize = 4096;
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
-    max_term_width = 100
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    subcommand_value_name = "SUBCOMMAND",
+    subcommand_help_heading = "Subcommands"
 )]
+struct Cli {
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
+    #[command(flatten)]
+    gate: Args,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Subcommand {
+    // Its help is its own (AWAIT_ABOUT); the gate's help names it in its
+    // description rather than in a list of one.
+    #[command(about = AWAIT_ABOUT, long_about = None, hide = true)]
+    Await(AwaitArgs),
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// `peergate [FLAGS] [-- COMMAND]`: the gate.
+    Gate(Box<Args>),
+    /// `peergate await ...`.
+    Await(AwaitArgs),
+}
+
+/// The gate's flags (`peergate` without a subcommand).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Print what a run would wait for, and exit: the first thing to run
     /// when a gate waits on the wrong names.
@@ -136,37 +133,8 @@ pub struct Args {
     )]
     pub dry_run: bool,
 
-    /// Number of pods in the Job: wait for indices 0..N, this pod included.
-    #[arg(
-        long,
-        env = "PEERGATE_PEERS",
-        value_name = "N",
-        value_parser = peers::peer_count,
-        help_heading = "Peers"
-    )]
-    pub peers: Option<u32>,
-
-    /// Wait only for these indices, e.g. `0` (the leader) or `0-3,7`.
-    #[arg(
-        long,
-        env = "PEERGATE_INDICES",
-        value_name = "LIST",
-        value_parser = peers::index_list,
-        help_heading = "Peers"
-    )]
-    pub indices: Option<IndexList>,
-
-    /// Peer name template. Placeholders: {job} {index} {subdomain} {namespace}
-    /// {zone}; {index} is required for more than one peer. Default:
-    /// `{job}-{index}.{subdomain}.{namespace}.svc.{zone}.` when all parts are
-    /// known, else `{job}-{index}.{subdomain}`.
-    #[arg(
-        long,
-        env = "PEERGATE_TEMPLATE",
-        value_name = "TEMPLATE",
-        help_heading = "Peers"
-    )]
-    pub template: Option<String>,
+    #[command(flatten)]
+    pub selection: JobPeers,
 
     /// Explicit peers instead of an indexed Job: comma-separated names or IP
     /// addresses. Conflicts with the flags that name a Job's pods (--peers,
@@ -208,32 +176,8 @@ pub struct Args {
     )]
     pub job: Option<String>,
 
-    /// Headless Service name, the pod's `subdomain` [default: from the hosts file].
-    #[arg(
-        long,
-        env = "PEERGATE_SUBDOMAIN",
-        value_name = "SERVICE",
-        help_heading = "Identity"
-    )]
-    pub subdomain: Option<String>,
-
-    /// Namespace [default: from the hosts file, else resolv.conf's search list].
-    #[arg(
-        long,
-        env = "PEERGATE_NAMESPACE",
-        value_name = "NS",
-        help_heading = "Identity"
-    )]
-    pub namespace: Option<String>,
-
-    /// Cluster DNS zone [default: from the hosts file, else resolv.conf's search list].
-    #[arg(
-        long,
-        env = "PEERGATE_CLUSTER_DOMAIN",
-        value_name = "ZONE",
-        help_heading = "Identity"
-    )]
-    pub cluster_domain: Option<String>,
+    #[command(flatten)]
+    pub naming: ServiceNaming,
 
     /// Hosts file holding the kubelet's line for this pod (one given
     /// explicitly must exist).
@@ -271,18 +215,8 @@ pub struct Args {
     )]
     pub mode: Mode,
 
-    /// How to tell a peer is up: `auto` (ICMP if a socket can be opened,
-    /// else TCP), `icmp`, `tcp[:PORT]` (an accepted or a refused connection
-    /// both prove the host is up), or `dns` (resolution is enough).
-    #[arg(
-        long,
-        env = "PEERGATE_PROBE",
-        value_name = "PROBE",
-        default_value = "auto",
-        value_parser = ProbeSpec::parse,
-        help_heading = "Probing"
-    )]
-    pub probe: ProbeSpec,
+    #[command(flatten)]
+    pub ping: PingOnly,
 
     /// Time between attempts for each unreachable peer (10ms to 1h).
     #[arg(
@@ -357,79 +291,16 @@ pub struct Args {
         env = "PEERGATE_PORT",
         value_name = "PORT",
         default_value = "7470",
-        value_parser = probe::tcp_port,
+        value_parser = tcp_port,
         help_heading = "Barrier"
     )]
     pub port: u16,
 
-    /// Shared secret of this Job's barrier (e.g. the Job's controller-uid):
-    /// every handshake proves knowledge of it without sending it. Required
-    /// in barrier mode unless --insecure-no-token.
-    #[arg(
-        long,
-        env = "PEERGATE_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Barrier"
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub barrier: BarrierOnly,
 
-    /// Run the barrier without a token: anyone who can reach the port can
-    /// join it or hold it up. For trusted test networks only.
-    #[arg(
-        long,
-        env = "PEERGATE_INSECURE_NO_TOKEN",
-        value_parser = FalseyValueParser::new(),
-        default_value_t = false,
-        help_heading = "Barrier"
-    )]
-    pub insecure_no_token: bool,
-
-    /// Address the barrier listens on and dials from [default: all
-    /// addresses]. Lets several instances share one host.
-    #[arg(
-        long,
-        env = "PEERGATE_LISTEN",
-        value_name = "ADDR",
-        value_parser = ip_address,
-        help_heading = "Barrier"
-    )]
-    pub listen: Option<IpAddr>,
-
-    /// Keep the barrier running after the release, as a native sidecar:
-    /// admit late and replaced peers, keep the hand-off file current, answer
-    /// `peergate await`; exit 0 on SIGTERM.
-    #[arg(
-        long,
-        env = "PEERGATE_SERVE",
-        value_parser = FalseyValueParser::new(),
-        default_value_t = false,
-        help_heading = "Barrier"
-    )]
-    pub serve: bool,
-
-    /// With --serve: loopback port where `peergate await` learns of the
-    /// release (127.0.0.1 only; other pods cannot reach it).
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_PORT",
-        value_name = "PORT",
-        default_value = "7471",
-        value_parser = probe::tcp_port,
-        help_heading = "Barrier"
-    )]
-    pub await_port: u16,
-
-    /// With --serve: serve /livez, /readyz, /peers and /metrics over HTTP on
-    /// this port, on all addresses (for kubelet probes) [default: off].
-    #[arg(
-        long,
-        env = "PEERGATE_HEALTH_PORT",
-        value_name = "PORT",
-        value_parser = probe::tcp_port,
-        help_heading = "Barrier"
-    )]
-    pub health_port: Option<u16>,
+    #[command(flatten)]
+    pub sidecar: ServeOnly,
 
     /// After the gate opens, atomically write the peer list to this file.
     #[arg(
@@ -441,29 +312,8 @@ pub struct Args {
     )]
     pub write_hostfile: Option<PathBuf>,
 
-    /// Hostfile format: hosts, openmpi, mpich, json or env (needs
-    /// --write-hostfile).
-    #[arg(
-        long,
-        env = "PEERGATE_HOSTFILE_FORMAT",
-        value_name = "FORMAT",
-        default_value = "hosts",
-        value_parser = HostfileFormat::from_str,
-        help_heading = "Hand-off"
-    )]
-    pub hostfile_format: HostfileFormat,
-
-    /// Slots per host in openmpi and mpich hostfiles (needs --write-hostfile
-    /// and one of those formats).
-    #[arg(
-        long,
-        env = "PEERGATE_SLOTS",
-        value_name = "N",
-        default_value = "1",
-        value_parser = slots,
-        help_heading = "Hand-off"
-    )]
-    pub slots: u32,
+    #[command(flatten)]
+    pub hostfile: HostfileOptions,
 
     /// Log format.
     #[arg(
@@ -510,7 +360,7 @@ pub struct Origins {
 
 impl Origins {
     fn from_matches(matches: &ArgMatches) -> Self {
-        let command = Args::command();
+        let command = Cli::command();
         let given = command
             .get_arguments()
             .filter_map(|arg| {
@@ -527,16 +377,39 @@ impl Origins {
     }
 }
 
+/// The argument ids (field names) of a flattened group, in order: the one
+/// source of the lists config checks the mode against.
+pub fn ids_of<G: clap::Args>() -> Vec<String> {
+    G::augment_args(clap::Command::new("group"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect()
+}
+
+/// Whether `id` names one of the gate's arguments: what every id passed to
+/// [`Args::given`] and [`Args::name`] must do (checked in debug builds and
+/// by the tests, which reach every check).
+fn is_argument(id: &str) -> bool {
+    Cli::command().get_arguments().any(|a| a.get_id() == id)
+}
+
 impl Args {
+    /// The first argument of group `G` that was given, if any.
+    pub fn first_given<G: clap::Args>(&self) -> Option<String> {
+        ids_of::<G>().into_iter().find(|id| self.given(id))
+    }
+
     /// Whether argument `id` (the field name) was given, on the command line
     /// or in its variable, rather than defaulted.
     pub fn given(&self, id: &str) -> bool {
+        debug_assert!(is_argument(id), "no argument `{id}`");
         self.origins.given.iter().any(|(i, _)| i == id)
     }
 
     /// How to name argument `id` (the field name) to the user: the variable
     /// when the value came from one, else the flag.
     pub fn name(&self, id: &str) -> String {
+        debug_assert!(is_argument(id), "no argument `{id}`");
         self.origins
             .given
             .iter()
@@ -548,14 +421,24 @@ impl Args {
 
 /// Parses the command line (`argv[0]` first) and the `PEERGATE_*`
 /// variables.
-pub fn parse_from<I, T>(argv: I) -> Result<Args, clap::Error>
+pub fn parse_from<I, T>(argv: I) -> Result<Invocation, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
-    let matches = Args::command().try_get_matches_from(&argv)?;
-    let mut args = Args::from_arg_matches(&matches)?;
+    let mut command = Cli::command();
+    if subcommand_of(&argv).is_some() {
+        // The gate's variables are the gate's: a subcommand does not read
+        // (nor fail on) them.
+        command = command.mut_args(|arg| arg.env(None));
+    }
+    let matches = command.try_get_matches_from(&argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some(Subcommand::Await(args)) = cli.subcommand {
+        return Ok(Invocation::Await(args));
+    }
+    let mut args = cli.gate;
     args.origins = Origins::from_matches(&matches);
     if args.command.is_empty() && options(&argv).len() < argv.len().saturating_sub(1) {
         return Err(clap::Error::raw(
@@ -563,7 +446,18 @@ where
             "nothing follows `--`: give the command to run once the gate opens, or drop the `--`",
         ));
     }
-    Ok(args)
+    Ok(Invocation::Gate(Box::new(args)))
+}
+
+/// The subcommand `argv` names (`await`), as far as clap can tell even
+/// from a command line with errors: which help a usage error points to.
+pub fn subcommand_of(argv: &[OsString]) -> Option<String> {
+    Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(argv)
+        .ok()?
+        .subcommand_name()
+        .map(str::to_owned)
 }
 
 /// The arguments before a bare `--` (`argv[0]` excluded).
@@ -657,7 +551,13 @@ fn source_name(arg: &str, argv: &[OsString]) -> String {
     if on_command_line {
         return flag.to_owned();
     }
-    Args::command()
+    let command = Cli::command();
+    let search = match subcommand_of(argv) {
+        Some(name) => command.find_subcommand(&name).cloned(),
+        None => None,
+    }
+    .unwrap_or(command);
+    search
         .get_arguments()
         .find(|a| a.get_long() == Some(long))
         .and_then(|a| a.get_env())
@@ -687,74 +587,6 @@ fn slots(text: &str) -> Result<u32, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        parse_from(std::iter::once("peergate").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn typed_values_and_their_origins() {
-        let args = parse(&["--peers", "3", "--interval=250ms", "--probe", "tcp:81"]).unwrap();
-        assert_eq!(args.peers, Some(3));
-        assert_eq!(args.interval, Duration::from_millis(250));
-        assert_eq!(args.probe.port, Some(81));
-        assert!(args.given("peers") && args.given("interval"));
-        assert_eq!(args.name("peers"), "--peers");
-        assert!(!args.given("hostfile_format"), "a default is not given");
-        assert_eq!(args.name("hostfile_format"), "--hostfile-format");
-        assert_eq!(args.timeout, Deadline(Some(Duration::from_secs(600))));
-        assert_eq!(Mode::Barrier.to_string(), "barrier");
-    }
-
-    #[test]
-    fn a_bare_trailing_double_dash_is_an_error_and_a_command_is_not() {
-        let err = parse(&["--peers", "3", "--"]).unwrap_err();
-        let argv: Vec<OsString> = ["peergate", "--peers", "3", "--"].map(Into::into).to_vec();
-        assert!(usage_line(&err, &argv).starts_with("nothing follows `--`"));
-        let args = parse(&["--peers", "3", "--", "true"]).unwrap();
-        assert_eq!(args.command, ["true"]);
-        // `--` as the value of a flag is not the separator.
-        assert!(parse(&["--peers", "3", "--job=--"]).is_ok());
-    }
-
-    #[test]
-    fn usage_lines_name_the_flag_and_the_valid_values() {
-        let line = |args: &[&str]| {
-            let argv: Vec<OsString> = std::iter::once("peergate")
-                .chain(args.iter().copied())
-                .map(Into::into)
-                .collect();
-            usage_line(&parse(args).unwrap_err(), &argv)
-        };
-        assert_eq!(
-            line(&["--concurrency", "0"]),
-            "invalid --concurrency `0`: not a number from 1 to 4096"
-        );
-        assert_eq!(
-            line(&["--log-format=xml"]),
-            "invalid --log-format `xml`: expected one of text, json"
-        );
-        assert_eq!(
-            line(&["--slots", "x"]),
-            "invalid --slots `x`: not a whole number above 0"
-        );
-        assert_eq!(line(&["--nope"]), "unknown argument `--nope`");
-        assert_eq!(one_line("a\nb\tc\u{1b}d é"), "a\\nb\\tc\\u{1b}d é");
-        // The same flag after `--` belongs to the command, not to peergate.
-        assert_eq!(
-            source_name("--peers <N>", &["pg".into(), "--".into(), "--peers".into()]),
-            "PEERGATE_PEERS"
-        );
-        assert_eq!(
-            source_name("--peers <N>", &["pg".into(), "--peers=x".into()]),
-            "--peers"
-        );
-    }
-}
-
 /// An IP address, not a name (nothing is resolved while parsing).
 fn ip_address(text: &str) -> Result<IpAddr, String> {
     text.trim()
@@ -762,70 +594,5 @@ fn ip_address(text: &str) -> Result<IpAddr, String> {
         .map_err(|_| "not an IP address (names are not resolved here)".to_owned())
 }
 
-const AWAIT_ABOUT: &str = "\
-Block until the peergate sidecar in this pod (`--mode barrier --serve`) has
-released, then exit 0, or exec COMMAND with the hand-off variables
-(PEERGATE_WORLD_SIZE, PEERGATE_RANK, PEERGATE_COORDINATOR,
-PEERGATE_COORDINATOR_ADDR, PEERGATE_PEER_NAMES). Silent unless something goes
-wrong.
-
-Exit codes: 0 released, 1 the sidecar answered something unexpected, 2 usage
-error, 124 timeout, 126/127 the command cannot be run, 143 SIGTERM.";
-
-/// `peergate await [--port P] [--timeout D] [-- COMMAND...]`.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "peergate await",
-    bin_name = "peergate await",
-    about = AWAIT_ABOUT,
-    max_term_width = 100
-)]
-pub struct AwaitArgs {
-    /// Check the arguments, print what `peergate await` would do and exit 0
-    /// (2 on a usage error), without contacting the sidecar.
-    #[arg(
-        long,
-        env = "PEERGATE_DRY_RUN",
-        value_parser = FalseyValueParser::new(),
-        default_value_t = false
-    )]
-    pub dry_run: bool,
-
-    /// The sidecar's --await-port.
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_PORT",
-        value_name = "PORT",
-        default_value = "7471",
-        value_parser = probe::tcp_port
-    )]
-    pub port: u16,
-
-    /// Give up after this long and exit 124 (`0` or `never`: wait forever).
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_TIMEOUT",
-        value_name = "DURATION",
-        default_value = "10m",
-        value_parser = duration::deadline
-    )]
-    pub timeout: Deadline,
-
-    /// Log format.
-    #[arg(long, env = "PEERGATE_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Log level, as for peergate itself [default: warn: silent unless
-    /// something goes wrong].
-    #[arg(
-        long,
-        env = "PEERGATE_AWAIT_LOG_LEVEL",
-        value_name = "LEVEL",
-        value_parser = LogSpec::parse_flag
-    )]
-    pub log_level: Option<LogSpec>,
-
-    /// Command to exec once released (same PID).
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<OsString>,
-}
+#[cfg(test)]
+mod tests;

@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::debug;
 
-use crate::http;
-use crate::outcome::{GateOutcome, PeerOutcome};
+use super::AwaitAnswer;
+use super::http;
+use crate::outcome::GateOutcome;
 
 /// Longest pause between two connection attempts.
 const MAX_RETRY: Duration = Duration::from_millis(100);
@@ -112,41 +113,17 @@ pub fn parse(port: u16, answer: &[u8]) -> Result<GateOutcome, AwaitError> {
             String::from_utf8_lossy(body).trim()
         )));
     }
-    let v: serde_json::Value =
+    let answer: AwaitAnswer =
         serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
-    let rank = v["rank"].as_u64().map(|r| r as u32);
-    let peers = v["peers"]
-        .as_array()
-        .ok_or_else(|| bad("no peer list".into()))?
-        .iter()
-        .map(|p| {
-            let addrs: Vec<IpAddr> = p["addrs"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str()?.parse().ok()).collect())
-                .unwrap_or_default();
-            Ok(PeerOutcome {
-                index: p["index"].as_u64().map(|i| i as u32),
-                name: p["name"]
-                    .as_str()
-                    .ok_or_else(|| bad("a peer without a name".into()))?
-                    .to_owned(),
-                reachable_via: addrs.first().copied(),
-                addrs,
-                elapsed: None,
-            })
-        })
-        .collect::<Result<Vec<_>, AwaitError>>()?;
-    Ok(GateOutcome {
-        self_index: rank,
-        peers,
-    })
+    Ok(answer.into_outcome())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Response;
-    use crate::rendezvous::serve::handoff_json;
+    use crate::outcome::PeerOutcome;
+    use crate::sidecar::http::Response;
+    use crate::sidecar::serve::handoff_json;
 
     #[test]
     fn the_sidecars_answer_parses_back_into_the_handoff() {

@@ -1,0 +1,176 @@
+//! The command line: typed values, origins, one-line usage errors, and
+//! the flag groups' ids.
+
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+    match parse_from(std::iter::once("peergate").chain(args.iter().copied()))? {
+        Invocation::Gate(args) => Ok(*args),
+        Invocation::Await(_) => panic!("not the gate"),
+    }
+}
+
+#[test]
+fn typed_values_and_their_origins() {
+    let args = parse(&["--peers", "3", "--interval=250ms", "--probe", "tcp:81"]).unwrap();
+    assert_eq!(args.selection.peers, Some(3));
+    assert_eq!(args.interval, Duration::from_millis(250));
+    assert_eq!(args.ping.probe.port, Some(81));
+    assert!(args.given("peers") && args.given("interval"));
+    assert_eq!(args.name("peers"), "--peers");
+    assert!(!args.given("hostfile_format"), "a default is not given");
+    assert_eq!(args.name("hostfile_format"), "--hostfile-format");
+    assert_eq!(args.timeout, Deadline(Some(Duration::from_secs(600))));
+    assert_eq!(Mode::Barrier.to_string(), "barrier");
+}
+
+#[test]
+fn await_is_a_subcommand_and_no_subcommand_is_the_gate() {
+    let argv = |args: &[&str]| -> Vec<OsString> {
+        std::iter::once("peergate")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect()
+    };
+    let Ok(Invocation::Await(a)) = parse_from(argv(&["await", "--port", "9", "--", "x"])) else {
+        panic!("not await");
+    };
+    assert_eq!((a.port, &a.command[..]), (9, &[OsString::from("x")][..]));
+    assert_eq!(a.timeout, Deadline(Some(Duration::from_secs(600))));
+    // `await` as the command after `--` is the gate's command.
+    let Ok(Invocation::Gate(g)) = parse_from(argv(&["--peers", "3", "--", "await"])) else {
+        panic!("not the gate");
+    };
+    assert_eq!(g.command, ["await"]);
+    assert_eq!(
+        subcommand_of(&argv(&["await", "--bad"])).as_deref(),
+        Some("await")
+    );
+    assert_eq!(subcommand_of(&argv(&["--peers", "3"])), None);
+    // A gate flag before `await` is not a way to reach it.
+    assert!(parse_from(argv(&["--peers", "3", "await"])).is_err());
+}
+
+#[test]
+fn a_bare_trailing_double_dash_is_an_error_and_a_command_is_not() {
+    let err = parse(&["--peers", "3", "--"]).unwrap_err();
+    let argv: Vec<OsString> = ["peergate", "--peers", "3", "--"].map(Into::into).to_vec();
+    assert!(usage_line(&err, &argv).starts_with("nothing follows `--`"));
+    let args = parse(&["--peers", "3", "--", "true"]).unwrap();
+    assert_eq!(args.command, ["true"]);
+    // `--` as the value of a flag is not the separator.
+    assert!(parse(&["--peers", "3", "--job=--"]).is_ok());
+}
+
+#[test]
+fn usage_lines_name_the_flag_and_the_valid_values() {
+    let line = |args: &[&str]| {
+        let argv: Vec<OsString> = std::iter::once("peergate")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        usage_line(&parse(args).unwrap_err(), &argv)
+    };
+    assert_eq!(
+        line(&["--concurrency", "0"]),
+        "invalid --concurrency `0`: not a number from 1 to 4096"
+    );
+    assert_eq!(
+        line(&["--log-format=xml"]),
+        "invalid --log-format `xml`: expected one of text, json"
+    );
+    assert_eq!(
+        line(&["--slots", "x"]),
+        "invalid --slots `x`: not a whole number above 0"
+    );
+    assert_eq!(line(&["--nope"]), "unknown argument `--nope`");
+    assert_eq!(one_line("a\nb\tc\u{1b}d é"), "a\\nb\\tc\\u{1b}d é");
+    // The same flag after `--` belongs to the command, not to peergate.
+    assert_eq!(
+        source_name("--peers <N>", &["pg".into(), "--".into(), "--peers".into()]),
+        "PEERGATE_PEERS"
+    );
+    assert_eq!(
+        source_name("--peers <N>", &["pg".into(), "--peers=x".into()]),
+        "--peers"
+    );
+}
+
+#[test]
+fn every_id_a_relation_a_group_or_a_check_names_is_an_argument() {
+    let mut command = Cli::command();
+    command.build();
+    for group in command.get_groups() {
+        for id in group.get_args() {
+            assert!(is_argument(id.as_str()), "group {}: {id}", group.get_id());
+        }
+    }
+    for arg in command.get_arguments() {
+        // Resolves every id `arg` conflicts with (panics on an unknown one).
+        let _ = command.get_arg_conflicts_with(arg);
+    }
+    let groups = [
+        ids_of::<JobPeers>(),
+        ids_of::<ServiceNaming>(),
+        ids_of::<PingOnly>(),
+        ids_of::<BarrierOnly>(),
+        ids_of::<ServeOnly>(),
+        ids_of::<HostfileOptions>(),
+    ];
+    for ids in &groups {
+        assert!(!ids.is_empty());
+        for id in ids {
+            assert!(is_argument(id), "{id}");
+        }
+    }
+    // The ids config names by hand, in its messages and checks.
+    let sources = [
+        include_str!("../config/mod.rs"),
+        include_str!("../config/plan.rs"),
+        include_str!("../config/pod.rs"),
+    ];
+    let mut checked = 0;
+    for source in sources {
+        for call in ["args.given(\"", "args.name(\""] {
+            for (at, _) in source.match_indices(call) {
+                let rest = &source[at + call.len()..];
+                let id = &rest[..rest.find('"').unwrap()];
+                assert!(is_argument(id), "config names `{id}`, which is no argument");
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 10,
+        "found only {checked} ids: did the calls change shape?"
+    );
+    assert!(!is_argument("no_such_flag"));
+}
+
+#[test]
+fn every_flag_reads_its_peergate_variable() {
+    let command = Cli::command();
+    let env = |arg: &clap::Arg| arg.get_env().map(|e| e.to_string_lossy().into_owned());
+    let mut flags = 0;
+    for arg in command.get_arguments().filter(|a| a.get_long().is_some()) {
+        let long = arg.get_long().unwrap();
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let var = format!("PEERGATE_{}", long.to_uppercase().replace('-', "_"));
+        assert_eq!(env(arg), Some(var), "--{long}");
+        flags += 1;
+    }
+    assert!(flags >= 30, "{flags}");
+    let wait = command.find_subcommand("await").expect("await");
+    for arg in wait.get_arguments().filter(|a| a.get_long().is_some()) {
+        let long = arg.get_long().unwrap();
+        if long == "help" {
+            continue;
+        }
+        assert!(
+            env(arg).is_some_and(|v| v.starts_with("PEERGATE_")),
+            "await --{long}"
+        );
+    }
+}

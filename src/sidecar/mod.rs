@@ -1,0 +1,268 @@
+//! The barrier as a native sidecar (`--mode barrier --serve`) and the
+//! container that waits for it (`peergate await`): the HTTP they speak
+//! ([`http`]), what the sidecar answers ([`serve`]), the client of its
+//! `/await` ([`await_client`]), and the one answer both ends agree on
+//! ([`AwaitAnswer`]), and the two runs: the sidecar's ([`run`]) and
+//! `peergate await`'s ([`wait_for_sidecar`]).
+
+pub mod await_client;
+pub mod http;
+pub mod serve;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::sleep;
+use tracing::{error, info};
+
+use crate::config::{Config, SidecarPorts};
+use crate::dns::Resolve;
+use crate::duration::human;
+use crate::exit::{Exit, Signals, Stop};
+use crate::handoff;
+use crate::outcome::{GateOutcome, PeerOutcome};
+use crate::rendezvous::Rendezvous;
+use crate::report::{self, End};
+
+/// The body of `GET /await`: what `peergate await` needs to set the
+/// hand-off variables of its command. The sidecar writes it, the client
+/// reads it back; on the wire the keys are sorted (as `serde_json::Value`
+/// writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitAnswer {
+    /// This pod's index among the peers.
+    pub rank: Option<u32>,
+    pub peers: Vec<AwaitPeer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitPeer {
+    pub index: Option<u32>,
+    pub name: String,
+    #[serde(default)]
+    pub addrs: Vec<IpAddr>,
+}
+
+impl AwaitAnswer {
+    pub fn from_outcome(outcome: &GateOutcome) -> Self {
+        AwaitAnswer {
+            rank: outcome.self_index,
+            peers: outcome
+                .peers
+                .iter()
+                .map(|p| AwaitPeer {
+                    index: p.index,
+                    name: p.name.clone(),
+                    addrs: p.addrs.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The JSON text, keys sorted.
+    pub fn to_json(&self) -> String {
+        serde_json::to_value(self)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The hand-off it describes; a peer is reachable via its first address.
+    pub fn into_outcome(self) -> GateOutcome {
+        GateOutcome {
+            self_index: self.rank,
+            peers: self
+                .peers
+                .into_iter()
+                .map(|p| PeerOutcome {
+                    index: p.index,
+                    name: p.name,
+                    reachable_via: p.addrs.first().copied(),
+                    addrs: p.addrs,
+                    elapsed: None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// How long a leaving sidecar gives its links to deliver its goodbye.
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
+
+/// `--serve`: the barrier as a native sidecar. Releases like an init
+/// container would, then stays: admits late and replaced peers, rewrites
+/// the hand-off file when a live address changes, answers `peergate await`
+/// and the health endpoints. SIGTERM (the kubelet ending the pod once its
+/// workload finished) makes it leave and exit 0. Before the release,
+/// --timeout still ends it with 124.
+pub(crate) async fn run<R: Resolve>(
+    mut barrier: Rendezvous<R>,
+    config: &Config,
+    ports: SidecarPorts,
+    signals: &mut Signals,
+) -> Exit {
+    let await_port = ports.await_port;
+    let await_listener = match crate::net::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("cannot listen for peergate await on 127.0.0.1:{await_port}: {e}");
+            return Exit::Failure;
+        }
+    };
+    let health_listener = match ports.health_port {
+        Some(port) => match crate::net::listen(None, port)
+            .map_err(|e| format!("cannot listen for health checks on port {port}: {e}"))
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("{e}");
+                return Exit::Failure;
+            }
+        },
+        None => None,
+    };
+    if let Some(spec) = config.hostfile.clone() {
+        barrier.on_change(Box::new(move |outcome| {
+            let text = handoff::render(spec.format, outcome, spec.slots);
+            match handoff::write_atomic(&spec.path, &text) {
+                Ok(()) => {
+                    info!(path = %spec.path.display(), format = %spec.format, "hostfile written")
+                }
+                Err(e) => error!("{e}"),
+            }
+        }));
+    }
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
+    barrier.control(control_rx);
+    let status = barrier.status();
+    let endpoints = serve::Endpoints {
+        control: control_tx,
+        status: status.clone(),
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(serve::serve(await_listener, endpoints.clone(), true));
+    if let Some(l) = health_listener {
+        servers.spawn(serve::serve(l, endpoints, false));
+    }
+    info!(
+        await_port = ports.await_port,
+        health_port = ports.health_port,
+        "serving: `peergate await` on 127.0.0.1:{}{}",
+        ports.await_port,
+        ports
+            .health_port
+            .map(|p| format!(", health checks on port {p}"))
+            .unwrap_or_default()
+    );
+    let deadline = async {
+        match config.deadline {
+            Some(d) => {
+                sleep(d).await;
+                if status.borrow().released {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let exit = tokio::select! {
+        _ = barrier.run() => {
+            error!("the serving barrier stopped unexpectedly");
+            Exit::Failure
+        }
+        _ = deadline => {
+            for (peer, cause, attempts) in barrier.missing() {
+                report::not_met(&peer, &cause, attempts);
+            }
+            let total = barrier.world() as usize;
+            report::end(End::TimedOut, barrier.met_count(), total, "met", &human(barrier.elapsed()));
+            Exit::Timeout
+        }
+        stop = signals.next() => match stop {
+            Stop::Term => {
+                barrier.leave(LEAVE_GRACE).await;
+                info!("SIGTERM: left the barrier");
+                Exit::Passed
+            }
+            Stop::Int => {
+                error!("interrupted by SIGINT");
+                Exit::Interrupted
+            }
+        },
+    };
+    servers.abort_all();
+    exit
+}
+
+/// `peergate await`: waits for the local sidecar's release, then exits 0
+/// or execs the command with the hand-off variables.
+pub async fn wait_for_sidecar(
+    port: u16,
+    deadline: Option<Duration>,
+    command: &[std::ffi::OsString],
+) -> Exit {
+    let mut sigterm = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install the SIGTERM handler: {e}");
+            return Exit::Failure;
+        }
+    };
+    let until = deadline.map(|d| tokio::time::Instant::now() + d);
+    let outcome = tokio::select! {
+        r = await_client::wait(port, until) => r,
+        _ = sigterm.recv() => return Exit::Terminated,
+    };
+    match outcome {
+        Err(e @ await_client::AwaitError::Timeout { .. }) => {
+            error!("{e}");
+            Exit::Timeout
+        }
+        Err(e) => {
+            error!("{e}");
+            Exit::Failure
+        }
+        Ok(outcome) if command.is_empty() => {
+            let _ = outcome;
+            Exit::Passed
+        }
+        Ok(outcome) => {
+            let env = handoff::env_vars(&outcome);
+            let err = handoff::exec(command, &env);
+            error!("{err}");
+            Exit::Handoff(err.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_await_answer_keeps_its_wire_form() {
+        let outcome = GateOutcome {
+            self_index: Some(1),
+            peers: vec![PeerOutcome {
+                index: Some(0),
+                name: "job-0.svc".into(),
+                addrs: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+                reachable_via: None,
+                elapsed: None,
+            }],
+        };
+        assert_eq!(
+            AwaitAnswer::from_outcome(&outcome).to_json(),
+            r#"{"peers":[{"addrs":["10.0.0.1","fd00::1"],"index":0,"name":"job-0.svc"}],"rank":1}"#
+        );
+        let none = GateOutcome {
+            self_index: None,
+            peers: Vec::new(),
+        };
+        assert_eq!(
+            AwaitAnswer::from_outcome(&none).to_json(),
+            r#"{"peers":[],"rank":null}"#
+        );
+    }
+}
