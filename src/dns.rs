@@ -18,9 +18,9 @@ use hickory_resolver::proto::rr::Name;
 use hickory_resolver::{Resolver, TokioResolver};
 
 use crate::cause::Cause;
-use crate::config::{DnsSettings, Family};
 use crate::error::ConfigError;
 use crate::peers::Target;
+use crate::values::{DnsSettings, Family};
 
 /// Something that turns a name into addresses; the gate is generic over it
 /// so its timing can be tested without a DNS server.

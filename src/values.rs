@@ -246,6 +246,21 @@ fn write_name<T: ValueEnum + fmt::Debug>(value: &T, f: &mut fmt::Formatter<'_>) 
     }
 }
 
+/// `--hostfile-slots`: a whole number above zero.
+pub fn slots(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("not a whole number above 0".into()),
+    }
+}
+
+/// An IP address, not a name (nothing is resolved while parsing).
+pub fn ip_address(text: &str) -> Result<IpAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "not an IP address (names are not resolved here)".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/ports.rs"]
+mod ports;
+
 const BIN: &str = env!("CARGO_BIN_EXE_peergate");
 
 /// A scratch directory with kubelet-style files, removed on drop.
@@ -603,7 +606,7 @@ fn a_standalone_barrier_of_three_on_one_host() {
     let pod = Pod::new("barrier-three");
     let hosts = "127.0.0.1,127.0.0.2,127.0.0.3";
     // A port of its own, so concurrent tests do not meet each other.
-    let port = (7400 + std::process::id() % 500).to_string();
+    let port = ports::free_port().to_string();
     let children: Vec<_> = (0..3)
         .map(|i| {
             std::thread::sleep(std::time::Duration::from_millis(300));
@@ -643,7 +646,7 @@ fn a_standalone_barrier_of_three_on_one_host() {
 /// Two pods that disagree on the world size both say so.
 #[test]
 fn a_world_size_mismatch_is_logged_on_both_sides() {
-    let port = (7900 + std::process::id() % 90).to_string();
+    let port = ports::free_port().to_string();
     let run = |i: usize, hosts: &str| {
         let listen = format!("127.0.1.{}", i + 1);
         barrier_instance(
@@ -701,8 +704,9 @@ fn http_get(source: &str, port: u16, path: &str) -> (u16, String) {
 /// await` passes, and SIGTERM ends it with 0.
 #[test]
 fn a_serving_barrier_answers_health_checks_and_await() {
-    let base = 7000 + (std::process::id() % 300) as u16 * 3;
-    let (port, await_port, health) = (base, base + 1, base + 2);
+    let [port, await_port, health] = ports::free_ports(3)[..] else {
+        unreachable!("three ports asked for")
+    };
     let mut child = Command::new(BIN)
         .env_clear()
         .args([

@@ -7,9 +7,9 @@ use std::net::IpAddr;
 
 use clap::builder::FalseyValueParser;
 
-use super::{ip_address, slots};
 use crate::peers::{self, IndexList};
 use crate::values::{HostfileFormat, HostfileFormatParser, ProbeSpec, tcp_port};
+use crate::values::{ip_address, slots};
 
 /// The flags that name an indexed Job's pods to wait for (conflict with
 /// `--hosts`).

@@ -8,7 +8,6 @@
 //! or the variable the value came from.
 
 use std::ffi::{OsStr, OsString};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -578,20 +577,6 @@ fn concurrency(text: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
         _ => Err(format!("not a number from 1 to {MAX_CONCURRENCY}")),
     }
-}
-
-fn slots(text: &str) -> Result<u32, String> {
-    match text.trim().parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err("not a whole number above 0".into()),
-    }
-}
-
-/// An IP address, not a name (nothing is resolved while parsing).
-fn ip_address(text: &str) -> Result<IpAddr, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| "not an IP address (names are not resolved here)".to_owned())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::{Environment, Family};
+use super::env::Environment;
 use crate::addrconfig;
 use crate::cli::{Args, IpFamily};
 use crate::error::ConfigError;
@@ -15,6 +15,7 @@ use crate::hosts_file::{self, HostsEntry, PodHostsInfo};
 use crate::identity;
 use crate::peers::{self, TemplateVars};
 use crate::resolv_conf::{self, ResolvConf};
+use crate::values::Family;
 
 pub(super) struct PodView<'a> {
     args: &'a Args,

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;
 
-use super::HandoffError;
+use super::error::HandoffError;
 
 /// Replace the current process image with `command` (program and
 /// arguments), with `env` added to the inherited environment. The PID stays

@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::HandoffError;
+use super::error::HandoffError;
 
 /// Temporary names tried before giving up on finding a free one.
 const TEMP_ATTEMPTS: u32 = 64;

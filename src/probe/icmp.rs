@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 
-use super::Probe;
+use super::check::Probe;
 use crate::cause::{Cause, io_cause};
 
 pub struct IcmpProber {

@@ -2,8 +2,11 @@
 //! (resolution alone). `auto` picks ICMP when this process may open an ICMP
 //! socket and TCP otherwise, and says once which it chose and why.
 
+mod check;
 pub mod icmp;
 pub mod tcp;
+
+pub use check::Probe;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,16 +24,6 @@ pub struct ProbeSettings {
     /// Port for TCP probes (explicit `tcp:PORT`, else `--port`).
     pub tcp_port: u16,
     pub timeout: Duration,
-}
-
-/// Something that checks one address; the gate is generic over it so its
-/// timing can be tested without a network.
-pub trait Probe: Send + Sync + 'static {
-    /// `Ok` with the round-trip time when the address proves the host up.
-    fn probe(
-        &self,
-        addr: IpAddr,
-    ) -> impl std::future::Future<Output = Result<Duration, Cause>> + Send;
 }
 
 /// The probe chosen for this run.

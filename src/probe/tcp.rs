@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use super::Probe;
+use super::check::Probe;
 use crate::cause::{Cause, io_cause};
 
 pub struct TcpProber {

@@ -19,11 +19,7 @@ use std::net::SocketAddr;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::proto::{self, NONCE_LEN, Nonce, Tag};
-// Only for `rendezvous/serve.rs`'s tests, which still import these two from
-// here (that file is outside this change): remove once they import them
-// from `proto`.
-pub use super::proto::{INSTANCE_LEN, InstanceId};
+use super::proto::{self, INSTANCE_LEN, InstanceId, NONCE_LEN, Nonce, Tag};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -33,7 +33,6 @@ pub mod link;
 pub mod links;
 pub mod members;
 pub mod proto;
-pub mod serve;
 pub mod session;
 pub mod settings;
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::debug;
 
-use super::AwaitAnswer;
+use super::answer::AwaitAnswer;
 use super::http;
 use crate::outcome::GateOutcome;
 

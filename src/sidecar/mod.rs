@@ -5,14 +5,14 @@
 //! ([`AwaitAnswer`]), and the two runs: the sidecar's ([`run`]) and
 //! `peergate await`'s ([`wait_for_sidecar`]).
 
+mod answer;
 pub mod await_client;
 pub mod http;
 pub mod serve;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info};
@@ -22,70 +22,8 @@ use crate::dns::Resolve;
 use crate::duration::human;
 use crate::exit::{Exit, Signals, Stop};
 use crate::handoff;
-use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::rendezvous::Rendezvous;
 use crate::report::{self, End};
-
-/// The body of `GET /await`: what `peergate await` needs to set the
-/// hand-off variables of its command. The sidecar writes it, the client
-/// reads it back; on the wire the keys are sorted (as `serde_json::Value`
-/// writes them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AwaitAnswer {
-    /// This pod's index among the peers.
-    pub rank: Option<u32>,
-    pub peers: Vec<AwaitPeer>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AwaitPeer {
-    pub index: Option<u32>,
-    pub name: String,
-    #[serde(default)]
-    pub addrs: Vec<IpAddr>,
-}
-
-impl AwaitAnswer {
-    pub fn from_outcome(outcome: &GateOutcome) -> Self {
-        AwaitAnswer {
-            rank: outcome.self_index,
-            peers: outcome
-                .peers
-                .iter()
-                .map(|p| AwaitPeer {
-                    index: p.index,
-                    name: p.name.clone(),
-                    addrs: p.addrs.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    /// The JSON text, keys sorted.
-    pub fn to_json(&self) -> String {
-        serde_json::to_value(self)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    }
-
-    /// The hand-off it describes; a peer is reachable via its first address.
-    pub fn into_outcome(self) -> GateOutcome {
-        GateOutcome {
-            self_index: self.rank,
-            peers: self
-                .peers
-                .into_iter()
-                .map(|p| PeerOutcome {
-                    index: p.index,
-                    name: p.name,
-                    reachable_via: p.addrs.first().copied(),
-                    addrs: p.addrs,
-                    elapsed: None,
-                })
-                .collect(),
-        }
-    }
-}
 
 /// How long a leaving sidecar gives its links to deliver its goodbye.
 const LEAVE_GRACE: Duration = Duration::from_secs(1);
@@ -233,36 +171,5 @@ pub async fn wait_for_sidecar(
             error!("{err}");
             Exit::Handoff(err.exit_code())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_await_answer_keeps_its_wire_form() {
-        let outcome = GateOutcome {
-            self_index: Some(1),
-            peers: vec![PeerOutcome {
-                index: Some(0),
-                name: "job-0.svc".into(),
-                addrs: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
-                reachable_via: None,
-                elapsed: None,
-            }],
-        };
-        assert_eq!(
-            AwaitAnswer::from_outcome(&outcome).to_json(),
-            r#"{"peers":[{"addrs":["10.0.0.1","fd00::1"],"index":0,"name":"job-0.svc"}],"rank":1}"#
-        );
-        let none = GateOutcome {
-            self_index: None,
-            peers: Vec::new(),
-        };
-        assert_eq!(
-            AwaitAnswer::from_outcome(&none).to_json(),
-            r#"{"peers":[],"rank":null}"#
-        );
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use super::AwaitAnswer;
+use super::answer::AwaitAnswer;
 use super::http::{self, Parsed, Response};
 use crate::outcome::GateOutcome;
 use crate::rendezvous::proto::{Record, State};
@@ -275,7 +275,7 @@ mod tests {
     use super::*;
     use crate::outcome::PeerOutcome;
     use crate::rendezvous::PeerView;
-    use crate::rendezvous::auth::{INSTANCE_LEN, InstanceId};
+    use crate::rendezvous::proto::{INSTANCE_LEN, InstanceId};
 
     fn snapshot(released: bool) -> Snapshot {
         let record = |i: u32, state| Record {
