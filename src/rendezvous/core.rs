@@ -505,6 +505,9 @@ impl Core {
             Merged::Refuted { seq } => {
                 debug!(seq, "a peer reported this pod gone; told them otherwise");
             }
+            Merged::Invalid(why) => {
+                warn!(?source, "barrier: ignored an invalid record: {why}");
+            }
             Merged::Changed { .. } | Merged::Nothing | Merged::Ignored(_) => {}
         }
         if self.released.is_none() && self.members.all_arrived() {

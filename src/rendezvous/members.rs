@@ -24,6 +24,12 @@ use super::proto::{Hello, InstanceId, Record, Reject, State};
 /// (enough to recognise a stale one that reconnects).
 const MAX_INCARNATIONS: usize = 4;
 
+/// The highest `seq` a record may carry. `u32::MAX` is reserved: no
+/// incarnation ever raises its `seq` to it (that would take 2^32 - 1
+/// refutations, one at a time), so a record carrying it is forged or
+/// corrupt, and refuting it would wrap. Every pod ignores such a record.
+pub const MAX_SEQ: u32 = u32::MAX - 1;
+
 /// Where a record came from, so it is not sent back there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -79,6 +85,10 @@ pub enum Merged {
     /// Ignored: about another incarnation of this pod's own index, or
     /// otherwise not a member.
     Ignored(Reject),
+    /// Ignored: no incarnation could have sent it (a `seq` above
+    /// [`MAX_SEQ`], or a report about this pod it cannot outrank without
+    /// passing [`MAX_SEQ`]).
+    Invalid(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +185,9 @@ impl Members {
         if record.index >= self.world {
             return Merged::Ignored(Reject::UnknownIndex);
         }
+        if record.seq > MAX_SEQ {
+            return Merged::Invalid("its seq is the reserved u32::MAX");
+        }
         let mine = self.me();
         if record.index == self.me {
             if record.instance != mine.instance {
@@ -183,7 +196,9 @@ impl Members {
             // About this very process: a report of its death (or a stale
             // copy of itself) is answered with a higher sequence number.
             if (record.seq, record.state) > (mine.seq, mine.state) && mine.state == State::Alive {
-                let seq = record.seq + 1;
+                let Some(seq) = record.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
+                    return Merged::Invalid("refuting it would pass the highest seq");
+                };
                 let refuted = Record {
                     seq,
                     state: State::Alive,
@@ -233,7 +248,11 @@ impl Members {
     pub fn set_own_addrs(&mut self, addrs: Vec<IpAddr>, now: Duration) {
         let mine = self.me().clone();
         if mine.addrs != addrs {
-            let seq = mine.seq + 1;
+            // At the ceiling (only a forged record gets there) the new
+            // addresses stay local rather than wrap.
+            let Some(seq) = mine.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
+                return;
+            };
             self.store(Record { seq, addrs, ..mine }, Source::Local, now);
         }
     }
@@ -525,6 +544,56 @@ mod tests {
         assert_eq!(out.last().unwrap().seq, 1);
         // An older copy of itself changes nothing.
         assert_eq!(m.merge(me, Source::Link(1), T), Merged::Nothing);
+    }
+
+    #[test]
+    fn a_record_at_the_reserved_seq_is_ignored_and_never_wraps() {
+        let mut m = table(2);
+        let me = m.me().clone();
+        // An obituary at u32::MAX: refuting it would wrap to 0 (a panic in
+        // a debug build, a pod dead everywhere in a release build).
+        let forged = Record {
+            seq: u32::MAX,
+            state: State::Dead,
+            ..me.clone()
+        };
+        assert!(matches!(
+            m.merge(forged, Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert_eq!((m.me().seq, m.me().state), (0, State::Alive));
+        // One just below: refuting it would reach the reserved seq.
+        let near = Record {
+            seq: MAX_SEQ,
+            state: State::Dead,
+            ..me.clone()
+        };
+        assert!(matches!(
+            m.merge(near, Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert_eq!(m.me().seq, 0);
+        // The highest refutable one is refuted at MAX_SEQ, and new own
+        // addresses then stay local instead of wrapping.
+        let last = Record {
+            seq: MAX_SEQ - 1,
+            state: State::Dead,
+            ..me
+        };
+        assert_eq!(
+            m.merge(last, Source::Link(1), T),
+            Merged::Refuted { seq: MAX_SEQ }
+        );
+        m.set_own_addrs(vec![IpAddr::from([10, 9, 9, 9])], T);
+        assert_eq!(m.me().seq, MAX_SEQ);
+        // Nobody stores or forwards another pod's record at u32::MAX.
+        let len = m.log_len();
+        assert!(matches!(
+            m.merge(rec(1, 1, 10, u32::MAX, State::Dead), Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert!(m.current(1).is_none());
+        assert_eq!(m.log_len(), len);
     }
 
     #[test]
