@@ -45,7 +45,7 @@ pub enum Event {
 
 /// Events (frames, ends) the links may have queued for the engine. When
 /// full, a link's reader waits (see above why that cannot deadlock).
-pub const EVENTS: usize = 64;
+pub const EVENTS: usize = 16;
 
 /// The channel from every link to the engine, [`EVENTS`] deep.
 pub fn events() -> (mpsc::Sender<Event>, mpsc::Receiver<Event>) {
