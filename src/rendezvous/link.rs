@@ -140,3 +140,43 @@ pub async fn run<R, W>(
     };
     let _ = events.send(Event::Closed(id, end)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_fill_only_their_share_and_every_control_output_still_fits() {
+        let (tx, mut rx) = outbox();
+        let offered = (0..RECORD_FRAMES + 2)
+            .filter(|_| offer(&tx, Vec::new()))
+            .count();
+        assert_eq!(offered, RECORD_FRAMES, "the rest stays in the change log");
+        assert!(!has_room(&tx));
+        // A link's whole life of control outputs: COMPLETE, BYE, close.
+        control(&tx, Out::Send(Sealed::Complete));
+        control(
+            &tx,
+            Out::Send(Sealed::Bye(super::super::proto::Bye::Leaving)),
+        );
+        control(&tx, Out::Close);
+        assert_eq!(
+            queued(&tx),
+            RECORD_FRAMES + CONTROL_FRAMES,
+            "none was refused"
+        );
+        // In order, the control outputs after the records queued before.
+        let mut kinds = Vec::new();
+        while let Ok(out) = rx.try_recv() {
+            kinds.push(match out {
+                Out::Send(Sealed::Records(_)) => "records",
+                Out::Send(_) => "control",
+                Out::Close => "close",
+            });
+        }
+        let mut expected = vec!["records"; RECORD_FRAMES];
+        expected.extend(["control", "control", "close"]);
+        assert_eq!(kinds, expected);
+        assert!(has_room(&tx), "drained: room again");
+    }
+}

@@ -86,6 +86,7 @@ pub struct Rendezvous<R> {
     listener: TcpListener,
     /// Each running link's outbox: bounded, never waited on (`link::outbox`).
     outboxes: HashMap<LinkId, mpsc::Sender<Out>>,
+    /// Bounded; link.rs says why waiting on it cannot deadlock.
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     link_tasks: JoinSet<()>,
