@@ -63,7 +63,8 @@ pub enum Action {
         started: Instant,
     },
     /// Queue a control frame (COMPLETE, BYE) on a link. Never refused: a
-    /// link gets at most [`CONTROL_FRAMES`] of these and closes, ever.
+    /// link gets at most [`CONTROL_FRAMES`] control outputs in its life,
+    /// these and its close together.
     Send(LinkId, Sealed),
     /// Queue a RECORDS frame on a link, if its outbox has room for one
     /// more of [`RECORD_FRAMES`]; if not, report [`Core::unsent`] with
