@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::admission::{Admission, Admit, HandshakeId, Refusal};
 use super::links::{End, LinkId, LinkState, Links};
-use super::members::{CurrentChange, Members, Merged, Source};
+use super::members::{CurrentChange, Members, Merged, Source, Version};
 use super::proto::InstanceId;
 use super::proto::{self, Bye, Hello, ProtoError, Record, Reject, Sealed, State};
 use super::session::HandshakeError;
@@ -62,13 +62,34 @@ pub enum Action {
         target: DialTarget,
         started: Instant,
     },
-    /// Queue a frame on a link.
+    /// Queue a control frame (COMPLETE, BYE) on a link. Never refused: a
+    /// link gets at most [`CONTROL_FRAMES`] control outputs in its life,
+    /// these and its close together.
     Send(LinkId, Sealed),
+    /// Queue a RECORDS frame on a link, if its outbox has room for one
+    /// more of [`RECORD_FRAMES`]; if not, report [`Core::unsent`] with
+    /// `from`, the version its records start at.
+    Records {
+        id: LinkId,
+        records: Vec<Record>,
+        from: Version,
+    },
     /// Half-close a link after what was queued on it.
     Close(LinkId),
     /// The hand-off changed (the release, or a live address after it).
     Publish,
 }
+
+/// RECORDS frames a link's outbox holds at most. A peer that does not read
+/// holds up no more than this: the rest waits in the change log, where a
+/// record changed again replaces its older version instead of queuing
+/// behind it.
+pub const RECORD_FRAMES: usize = 4;
+
+/// Control outputs a link gets in its whole life: COMPLETE once, BYE once,
+/// the close once ([`Core::close_link`] acts only once per link). An outbox
+/// keeps this much room beyond [`RECORD_FRAMES`], so none is ever refused.
+pub const CONTROL_FRAMES: usize = 3;
 
 /// What to do with a link that passed its handshake.
 #[derive(Debug)]
@@ -381,6 +402,9 @@ impl Core {
         let Some(state) = self.links.get_mut(id) else {
             return;
         };
+        if state.closing {
+            return; // asked once already: one BYE and one close per link
+        }
         state.closing = true;
         self.links.unlink(id);
         if let Some(reason) = bye {
@@ -415,6 +439,32 @@ impl Core {
                 self.close_link(id, None);
             }
         }
+    }
+
+    /// Link `id`'s outbox was full: the RECORDS frame starting at version
+    /// `from` (and any after it) was not handed over. The link gets those
+    /// records, in their latest form, once [`Core::room`] says it can
+    /// take more.
+    pub fn unsent(&mut self, id: LinkId, from: Version) {
+        if let Some(state) = self.links.get_mut(id) {
+            state.cursor = state.cursor.min(from);
+            state.blocked = true;
+        }
+    }
+
+    /// Link `id`'s outbox has room again after [`Core::unsent`].
+    pub fn room(&mut self, id: LinkId) {
+        if let Some(state) = self.links.get_mut(id) {
+            state.blocked = false;
+        }
+    }
+
+    /// Links waiting for room in their outbox.
+    pub fn blocked(&self) -> impl Iterator<Item = LinkId> + '_ {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.blocked && !l.closing)
+            .map(|(id, _)| id)
     }
 
     /// Link `id` ended. Unless it ended gracefully, its incarnation is
@@ -505,6 +555,9 @@ impl Core {
             Merged::Refuted { seq } => {
                 debug!(seq, "a peer reported this pod gone; told them otherwise");
             }
+            Merged::Invalid(why) => {
+                warn!(?source, "barrier: ignored an invalid record: {why}");
+            }
             Merged::Changed { .. } | Merged::Nothing | Merged::Ignored(_) => {}
         }
         if self.released.is_none() && self.members.all_arrived() {
@@ -544,22 +597,30 @@ impl Core {
     /// Sends every link what it lacks: new records, then COMPLETE once
     /// released; closes links whose peer has confirmed too (unless serving).
     pub(super) fn flush(&mut self) {
-        let log_len = self.members.log_len();
+        let head = self.members.head();
         let released = self.released.is_some();
         let mut confirmed = Vec::new();
         for (id, state) in self.links.iter_mut() {
             if state.closing {
                 continue;
             }
-            if state.cursor < log_len {
-                let mut records = self.members.changes_since(state.cursor, Source::Link(id));
-                while !records.is_empty() {
-                    let rest = records.split_off(records.len().min(proto::records_per_frame()));
-                    self.actions
-                        .push_back(Action::Send(id, Sealed::Records(records)));
-                    records = rest;
+            if !state.blocked && state.cursor < head {
+                let mut from = state.cursor;
+                let mut records = Vec::new();
+                for (version, record) in self.members.changes_since(from, Source::Link(id)) {
+                    records.push(record.clone());
+                    if records.len() == proto::records_per_frame() {
+                        let records = std::mem::take(&mut records);
+                        self.actions
+                            .push_back(Action::Records { id, records, from });
+                        from = version + 1;
+                    }
                 }
-                state.cursor = log_len;
+                if !records.is_empty() {
+                    self.actions
+                        .push_back(Action::Records { id, records, from });
+                }
+                state.cursor = head;
             }
             if released && !state.sent_complete {
                 self.actions.push_back(Action::Send(id, Sealed::Complete));

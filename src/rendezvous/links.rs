@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::members::Version;
 use super::proto::InstanceId;
 
 /// Identifies a link for its lifetime (never reused).
@@ -27,8 +28,11 @@ pub struct LinkState {
     /// two links to one peer, both ends keep the one with the lower key
     /// (both ends see the same key).
     pub dialer: (u32, u16),
-    /// Position in the change log up to which the peer has been sent records.
-    pub cursor: usize,
+    /// The change-log version up to which the link has been handed
+    /// records (what it was not handed moves it back: `Core::unsent`).
+    pub cursor: Version,
+    /// Its outbox was full: no RECORDS until it has room again.
+    pub blocked: bool,
     pub sent_complete: bool,
     pub peer_complete: bool,
     /// The peer said goodbye or rejected us: its end is no death.
@@ -48,6 +52,7 @@ impl LinkState {
             instance,
             dialer,
             cursor: 0,
+            blocked: false,
             sent_complete: false,
             peer_complete: false,
             peer_bye: false,

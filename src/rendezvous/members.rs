@@ -24,6 +24,20 @@ use super::proto::{Hello, InstanceId, Record, Reject, State};
 /// (enough to recognise a stale one that reconnects).
 const MAX_INCARNATIONS: usize = 4;
 
+/// The highest `seq` a record may carry. `u32::MAX` is reserved: no
+/// incarnation ever raises its `seq` to it (that would take 2^32 - 1
+/// refutations, one at a time), so a record carrying it is forged or
+/// corrupt, and refuting it would wrap. Every pod ignores such a record.
+pub const MAX_SEQ: u32 = u32::MAX - 1;
+
+/// A change's place in the order of changes; never reused. A link's cursor
+/// is the version up to which it has been handed records.
+pub type Version = u64;
+
+/// The change log is compacted once it holds this many entries more than
+/// twice the records it could still name.
+const LOG_SLACK: usize = 16;
+
 /// Where a record came from, so it is not sent back there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -35,8 +49,8 @@ pub enum Source {
 struct Known {
     record: Record,
     source: Source,
-    /// Position of this record's latest change in the log.
-    version: usize,
+    /// This record's latest change.
+    version: Version,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -79,6 +93,10 @@ pub enum Merged {
     /// Ignored: about another incarnation of this pod's own index, or
     /// otherwise not a member.
     Ignored(Reject),
+    /// Ignored: no incarnation could have sent it (a `seq` above
+    /// [`MAX_SEQ`], or a report about this pod it cannot outrank without
+    /// passing [`MAX_SEQ`]).
+    Invalid(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +115,15 @@ pub struct Members {
     world: u32,
     me: u32,
     slots: Vec<Slot>,
-    /// Every change, in order: (index, instance).
-    log: Vec<(u32, InstanceId)>,
+    /// The changes, in version order: (index, instance, version). An
+    /// entry whose record changed again since (or was forgotten) is dead;
+    /// [`Members::compact`] drops the dead ones, so the log stays within
+    /// about twice the records held, however long the pod runs.
+    log: Vec<(u32, InstanceId, Version)>,
+    /// The version the next change gets.
+    next_version: Version,
+    /// Records held, over every slot (the live entries at most).
+    held: usize,
     arrived: u32,
 }
 
@@ -114,6 +139,8 @@ impl Members {
             me: me.index,
             slots: vec![Slot::default(); world as usize],
             log: Vec::new(),
+            next_version: 0,
+            held: 0,
             arrived: 0,
         };
         members.store(me, Source::Local, now);
@@ -175,6 +202,9 @@ impl Members {
         if record.index >= self.world {
             return Merged::Ignored(Reject::UnknownIndex);
         }
+        if record.seq > MAX_SEQ {
+            return Merged::Invalid("its seq is the reserved u32::MAX");
+        }
         let mine = self.me();
         if record.index == self.me {
             if record.instance != mine.instance {
@@ -183,7 +213,9 @@ impl Members {
             // About this very process: a report of its death (or a stale
             // copy of itself) is answered with a higher sequence number.
             if (record.seq, record.state) > (mine.seq, mine.state) && mine.state == State::Alive {
-                let seq = record.seq + 1;
+                let Some(seq) = record.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
+                    return Merged::Invalid("refuting it would pass the highest seq");
+                };
                 let refuted = Record {
                     seq,
                     state: State::Alive,
@@ -233,7 +265,11 @@ impl Members {
     pub fn set_own_addrs(&mut self, addrs: Vec<IpAddr>, now: Duration) {
         let mine = self.me().clone();
         if mine.addrs != addrs {
-            let seq = mine.seq + 1;
+            // At the ceiling (only a forged record gets there) the new
+            // addresses stay local rather than wrap.
+            let Some(seq) = mine.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
+                return;
+            };
             self.store(Record { seq, addrs, ..mine }, Source::Local, now);
         }
     }
@@ -244,7 +280,7 @@ impl Members {
         let slot = &mut self.slots[index as usize];
         let before = slot.current().map(|k| k.record.clone());
         let was_arrived = before.as_ref().is_some_and(|r| r.state != State::Dead);
-        let version = self.log.len();
+        let version = self.next_version;
         match slot
             .incarnations
             .iter_mut()
@@ -272,8 +308,10 @@ impl Members {
                         .min_by_key(|(_, k)| (k.record.started_ms, k.record.instance))
                     {
                         slot.incarnations.swap_remove(oldest);
+                        self.held -= 1;
                     }
                 }
+                self.held += 1;
                 slot.incarnations.push(Known {
                     record,
                     source,
@@ -282,7 +320,8 @@ impl Members {
             }
         }
         slot.choose();
-        self.log.push((index, instance));
+        self.next_version += 1;
+        self.log.push((index, instance, version));
         let after = slot
             .current()
             .map(|k| k.record.clone())
@@ -307,6 +346,7 @@ impl Members {
         } else {
             CurrentChange::Updated { before, after }
         };
+        self.compact();
         Merged::Changed { index, current }
     }
 
@@ -348,28 +388,53 @@ impl Members {
         self.current(index).is_some_and(|r| r.instance == instance)
     }
 
-    /// Length of the change log: a cursor past everything known now.
-    pub fn log_len(&self) -> usize {
+    /// A cursor past every change known now.
+    pub fn head(&self) -> Version {
+        self.next_version
+    }
+
+    /// Entries in the change log (live and dead), for the bound's tests.
+    pub fn log_entries(&self) -> usize {
         self.log.len()
     }
 
-    /// Records changed since `cursor` that did not come from `exclude`,
-    /// each in its latest form, once.
-    pub fn changes_since(&self, cursor: usize, exclude: Source) -> Vec<Record> {
-        let mut out = Vec::new();
-        for (pos, (index, instance)) in self.log.iter().enumerate().skip(cursor) {
-            let Some(known) = self.slots[*index as usize]
-                .incarnations
-                .iter()
-                .find(|k| k.record.instance == *instance)
-            else {
-                continue; // forgotten since
-            };
-            if known.version == pos && known.source != exclude {
-                out.push(known.record.clone());
-            }
+    /// The record `index`/`instance` names if its latest change is `version`.
+    fn live(&self, index: u32, instance: InstanceId, version: Version) -> Option<&Known> {
+        self.slots[index as usize]
+            .incarnations
+            .iter()
+            .find(|k| k.record.instance == instance && k.version == version)
+    }
+
+    /// Records changed at or after `cursor` that did not come from
+    /// `exclude`, each once and in its latest form (a record changed ten
+    /// times since is sent once), in version order, with their versions.
+    pub fn changes_since(
+        &self,
+        cursor: Version,
+        exclude: Source,
+    ) -> impl Iterator<Item = (Version, &Record)> + '_ {
+        let start = self.log.partition_point(|e| e.2 < cursor);
+        self.log[start..]
+            .iter()
+            .filter_map(move |&(index, instance, version)| {
+                self.live(index, instance, version)
+                    .filter(|k| k.source != exclude)
+                    .map(|k| (version, &k.record))
+            })
+    }
+
+    /// Drops the dead entries once they outnumber the live ones. Versions
+    /// stay as they were, so no cursor moves.
+    fn compact(&mut self) {
+        if self.log.len() <= 2 * self.held + LOG_SLACK {
+            return;
         }
-        out
+        let log = std::mem::take(&mut self.log);
+        self.log = log
+            .into_iter()
+            .filter(|&(index, instance, version)| self.live(index, instance, version).is_some())
+            .collect();
     }
 
     /// The addresses to reach `index` at, from its current record.
@@ -398,6 +463,13 @@ mod tests {
             state,
             addrs: vec![IpAddr::from([10, 0, index as u8, inst])],
         }
+    }
+
+    /// What a link at `cursor` gets, `exclude` being the link.
+    fn since(m: &Members, cursor: Version, exclude: Source) -> Vec<Record> {
+        m.changes_since(cursor, exclude)
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     fn table(world: u32) -> Members {
@@ -521,10 +593,60 @@ mod tests {
         assert_eq!(m.me().seq, 1);
         assert_eq!(m.me().state, State::Alive);
         // The refutation is in the log for every link.
-        let out = m.changes_since(0, Source::Link(9));
+        let out = since(&m, 0, Source::Link(9));
         assert_eq!(out.last().unwrap().seq, 1);
         // An older copy of itself changes nothing.
         assert_eq!(m.merge(me, Source::Link(1), T), Merged::Nothing);
+    }
+
+    #[test]
+    fn a_record_at_the_reserved_seq_is_ignored_and_never_wraps() {
+        let mut m = table(2);
+        let me = m.me().clone();
+        // An obituary at u32::MAX: refuting it would wrap to 0 (a panic in
+        // a debug build, a pod dead everywhere in a release build).
+        let forged = Record {
+            seq: u32::MAX,
+            state: State::Dead,
+            ..me.clone()
+        };
+        assert!(matches!(
+            m.merge(forged, Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert_eq!((m.me().seq, m.me().state), (0, State::Alive));
+        // One just below: refuting it would reach the reserved seq.
+        let near = Record {
+            seq: MAX_SEQ,
+            state: State::Dead,
+            ..me.clone()
+        };
+        assert!(matches!(
+            m.merge(near, Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert_eq!(m.me().seq, 0);
+        // The highest refutable one is refuted at MAX_SEQ, and new own
+        // addresses then stay local instead of wrapping.
+        let last = Record {
+            seq: MAX_SEQ - 1,
+            state: State::Dead,
+            ..me
+        };
+        assert_eq!(
+            m.merge(last, Source::Link(1), T),
+            Merged::Refuted { seq: MAX_SEQ }
+        );
+        m.set_own_addrs(vec![IpAddr::from([10, 9, 9, 9])], T);
+        assert_eq!(m.me().seq, MAX_SEQ);
+        // Nobody stores or forwards another pod's record at u32::MAX.
+        let len = m.head();
+        assert!(matches!(
+            m.merge(rec(1, 1, 10, u32::MAX, State::Dead), Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert!(m.current(1).is_none());
+        assert_eq!(m.head(), len);
     }
 
     #[test]
@@ -587,33 +709,80 @@ mod tests {
     #[test]
     fn the_change_log_feeds_each_link_what_it_lacks_once() {
         let mut m = table(4);
-        let start = m.log_len();
+        let start = m.head();
         m.merge(rec(1, 1, 10, 0, State::Alive), Source::Link(1), T);
         m.merge(rec(2, 2, 10, 0, State::Alive), Source::Link(2), T);
         m.merge(rec(1, 1, 10, 1, State::Alive), Source::Link(2), T);
         // Link 1 gets record 2 and the new version of record 1 (it came
         // from link 2), not the old version.
-        let to1 = m.changes_since(start, Source::Link(1));
+        let to1 = since(&m, start, Source::Link(1));
         assert_eq!(
             to1.iter().map(|r| (r.index, r.seq)).collect::<Vec<_>>(),
             [(2, 0), (1, 1)]
         );
         // Link 2 sent both: it gets nothing back.
-        assert!(m.changes_since(start, Source::Link(2)).is_empty());
+        assert!(since(&m, start, Source::Link(2)).is_empty());
         // A new link gets everything, own record included, once each.
-        let all = m.changes_since(0, Source::Link(9));
+        let all = since(&m, 0, Source::Link(9));
         assert_eq!(
             all.iter().map(|r| r.index).collect::<Vec<_>>(),
             [0, 2, 1],
             "in order of their latest change"
         );
         // Duplicates change nothing and log nothing.
-        let len = m.log_len();
+        let len = m.head();
         assert_eq!(
             m.merge(rec(2, 2, 10, 0, State::Alive), Source::Link(3), T),
             Merged::Nothing
         );
-        assert_eq!(m.log_len(), len);
+        assert_eq!(m.head(), len);
+    }
+
+    #[test]
+    fn the_change_log_stays_small_and_a_link_behind_still_gets_the_latest() {
+        let mut m = table(3);
+        m.merge(rec(2, 2, 10, 0, State::Alive), Source::Link(2), T);
+        // A link that was handed everything up to here, then fell behind.
+        let behind = m.head();
+        m.merge(rec(1, 1, 10, 0, State::Alive), Source::Link(1), T);
+        // 10 000 changes of one record: refutations of its own death, as
+        // a flapping link makes them, and a few of this pod's.
+        for seq in 1..=10_000u32 {
+            let state = if seq % 2 == 0 {
+                State::Alive
+            } else {
+                State::Dead
+            };
+            m.merge(rec(1, 1, 10, seq, state), Source::Link(1), T);
+            if seq % 1000 == 0 {
+                m.set_own_addrs(vec![IpAddr::from([10, 9, 0, (seq / 1000) as u8])], T);
+            }
+        }
+        assert!(
+            m.log_entries() <= 2 * 3 + LOG_SLACK,
+            "{} entries for 3 records",
+            m.log_entries()
+        );
+        // The link behind gets the latest version of each record it
+        // lacks, once each: record 1 and this pod's, not record 2.
+        let out = since(&m, behind, Source::Link(7));
+        let mut got: Vec<(u32, u32)> = out.iter().map(|r| (r.index, r.seq)).collect();
+        got.sort_unstable();
+        assert_eq!(got, [(0, 10), (1, 10_000)]);
+        assert_eq!(
+            out.iter().find(|r| r.index == 0).unwrap().addrs,
+            [IpAddr::from([10, 9, 0, 10])]
+        );
+        // A new link still gets everything; the one the record came from
+        // does not get it back.
+        assert_eq!(since(&m, 0, Source::Link(7)).len(), 3);
+        assert!(
+            since(&m, behind, Source::Link(1))
+                .iter()
+                .all(|r| r.index == 0)
+        );
+        // A link that is up to date gets nothing.
+        assert!(since(&m, m.head(), Source::Link(7)).is_empty());
     }
 
     #[test]
@@ -633,9 +802,9 @@ mod tests {
     #[test]
     fn new_own_addresses_win_everywhere() {
         let mut m = table(2);
-        let cursor = m.log_len();
+        let cursor = m.head();
         m.set_own_addrs(vec![IpAddr::from([10, 9, 9, 9])], T);
-        let out = m.changes_since(cursor, Source::Link(1));
+        let out = since(&m, cursor, Source::Link(1));
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].seq, out[0].addrs.len()), (1, 1));
         // A peer holding the old record takes the new one.
@@ -653,9 +822,9 @@ mod tests {
     #[test]
     fn leaving_is_recorded_for_the_others() {
         let mut m = table(2);
-        let cursor = m.log_len();
+        let cursor = m.head();
         m.set_own_state(State::Left, T);
-        let out = m.changes_since(cursor, Source::Link(1));
+        let out = since(&m, cursor, Source::Link(1));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].state, State::Left);
     }

@@ -83,10 +83,11 @@ pub struct Rendezvous<R> {
     local: Arc<Local>,
     resolver: Option<Arc<R>>,
     listener: TcpListener,
-    /// Each running link's outbox.
-    outboxes: HashMap<LinkId, mpsc::UnboundedSender<Out>>,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events_rx: mpsc::UnboundedReceiver<Event>,
+    /// Each running link's outbox: bounded, never waited on (`link::outbox`).
+    outboxes: HashMap<LinkId, mpsc::Sender<Out>>,
+    /// Bounded; link.rs says why waiting on it cannot deadlock.
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
     link_tasks: JoinSet<()>,
     dials: JoinSet<(DialKey, Instant, Dialed)>,
     handshakes: Handshakes,
@@ -127,7 +128,7 @@ impl<R: Resolve> Rendezvous<R> {
         let key = Key::new(settings.token.as_deref().unwrap_or(""));
         let core = Core::new(settings, instance, started_ms, Instant::now());
         let local = Arc::new(Local::new(key, core.hello())?);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = link::events();
         Ok(Rendezvous {
             core,
             local,
@@ -216,6 +217,7 @@ impl<R: Resolve> Rendezvous<R> {
     pub async fn run(&mut self) {
         loop {
             let now = Instant::now();
+            self.unblock();
             self.core.poll(now);
             self.execute();
             if self.core.done() {
@@ -284,6 +286,13 @@ impl<R: Resolve> Rendezvous<R> {
                     self.dials
                         .spawn(async move { (key, started, dial::dial(plan).await) });
                 }
+                Action::Records { id, records, from } => {
+                    if let Some(tx) = self.outboxes.get(&id)
+                        && !link::offer(tx, records)
+                    {
+                        self.core.unsent(id, from);
+                    }
+                }
                 Action::Send(id, frame) => self.to_link(id, Out::Send(frame)),
                 Action::Close(id) => self.to_link(id, Out::Close),
                 Action::Publish => self.publish(),
@@ -293,8 +302,26 @@ impl<R: Resolve> Rendezvous<R> {
 
     fn to_link(&self, id: LinkId, out: Out) {
         if let Some(tx) = self.outboxes.get(&id) {
-            let _ = tx.send(out);
+            link::control(tx, out);
         }
+    }
+
+    /// Tells the core which links that found their outbox full have room
+    /// again; their records follow at this poll's flush.
+    fn unblock(&mut self) {
+        let ready: Vec<LinkId> = (self.core.blocked())
+            .filter(|id| self.outboxes.get(id).is_none_or(link::has_room))
+            .collect();
+        for id in ready {
+            self.core.room(id);
+        }
+    }
+
+    /// Items queued in the engine's channels: events, and frames in every
+    /// outbox (tests assert their bound).
+    pub fn queued(&self) -> usize {
+        let outboxes: usize = self.outboxes.values().map(link::queued).sum();
+        self.events_rx.len() + outboxes
     }
 
     /// Tells the hand-off and the watchers.
@@ -378,7 +405,7 @@ impl<R: Resolve> Rendezvous<R> {
                 });
             }
             LinkUp::Adopted(id) => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = link::outbox();
                 self.outboxes.insert(id, tx);
                 self.link_tasks
                     .spawn(link::run(id, reader, writer, rx, self.events_tx.clone()));

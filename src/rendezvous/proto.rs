@@ -159,7 +159,10 @@ pub fn split(buf: &[u8], max_body: usize) -> Result<Split<'_>, ProtoError> {
     if len > max_body {
         return Err(ProtoError::TooLarge(len, max_body));
     }
-    let total = HEADER_LEN + len;
+    // Checked, though `len <= max_body` already rules out a wrap.
+    let total = HEADER_LEN
+        .checked_add(len)
+        .ok_or(ProtoError::TooLarge(len, max_body))?;
     if buf.len() < total {
         return Ok(Split::NeedMore(total));
     }

@@ -210,7 +210,12 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     pub async fn send(&mut self, frame: &Sealed) -> io::Result<()> {
         let mut body = frame.encode();
         let tag = self.key.tag(self.seq, frame.kind(), &body);
-        self.seq += 1;
+        // 2^64 frames never happen; if they did, the link ends rather than
+        // reuse a number (a replayed tag).
+        self.seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("frame counter exhausted"))?;
         body.extend_from_slice(&tag);
         self.inner
             .write_all(&proto::frame(frame.kind(), &body))
@@ -263,7 +268,7 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
         if !self.key.verify(self.seq, kind, body, tag) {
             return Err(ReadError::BadTag);
         }
-        self.seq += 1;
+        self.seq = self.seq.checked_add(1).ok_or(ReadError::BadTag)?;
         Ok(Some(Sealed::decode(kind, body)?))
     }
 }

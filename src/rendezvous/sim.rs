@@ -3,6 +3,9 @@
 //! delivered in an order a seed chooses (each link's direction stays in
 //! order, as TCP keeps it); time jumps to the next instant some core wants.
 //! The same rules the shell runs are thereby checked over many orders.
+//! Each link's frames in flight stand for its outbox: at most
+//! [`RECORD_FRAMES`] RECORDS frames, as the shell allows. A pod can be
+//! frozen: it neither runs nor reads, and what reaches it waits.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::{Action, Core, DialKey, LinkUp};
+use super::core::{Action, Core, DialKey, LinkUp, RECORD_FRAMES};
 use super::links::{End, LinkId};
 use super::proto::InstanceId;
 use super::proto::Sealed;
@@ -56,6 +59,8 @@ enum Wire {
     Frame(Sealed),
     /// The sender half-closed: the receiver sees the end of stream.
     Eof,
+    /// The link ended under a frozen pod: it sees that when it thaws.
+    Gone(End),
 }
 
 pub struct Sim {
@@ -70,6 +75,8 @@ pub struct Sim {
     inbox: HashMap<EndId, VecDeque<Wire>>,
     /// Whether each end has half-closed its sending side.
     sent_eof: HashMap<EndId, bool>,
+    /// Pods that neither run nor read.
+    frozen: Vec<bool>,
     rng: u64,
     next_port: u16,
 }
@@ -86,6 +93,7 @@ impl Sim {
             peer_of: HashMap::new(),
             inbox: HashMap::new(),
             sent_eof: HashMap::new(),
+            frozen: vec![false; world as usize],
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             next_port: 40_000,
         }
@@ -138,7 +146,10 @@ impl Sim {
             self.peer_of.remove(&peer);
             self.inbox.remove(&end);
             self.sent_eof.remove(&end);
-            if let Some(core) = self.pods[peer.0 as usize].as_mut() {
+            if self.frozen[peer.0 as usize] {
+                let gone = Wire::Gone(End::Error("connection reset".into()));
+                self.inbox.entry(peer).or_default().push_back(gone);
+            } else if let Some(core) = self.pods[peer.0 as usize].as_mut() {
                 // What was in flight towards the peer still arrives first.
                 let pending: Vec<Wire> = self.inbox.remove(&peer).into_iter().flatten().collect();
                 for wire in pending {
@@ -150,6 +161,28 @@ impl Sim {
             }
             self.sent_eof.remove(&peer);
         }
+    }
+
+    /// Freezes pod `index` (its process stops) or thaws it.
+    pub fn freeze(&mut self, index: u32, frozen: bool) {
+        self.frozen[index as usize] = frozen;
+    }
+
+    /// Frames in flight towards pod `index`, over all its links.
+    pub fn queued_towards(&self, index: u32) -> usize {
+        (self.inbox.iter())
+            .filter(|(end, _)| end.0 == index)
+            .map(|(_, q)| q.len())
+            .sum()
+    }
+
+    /// RECORDS frames in flight from link end `from`: its outbox.
+    fn outbox(&self, from: EndId) -> usize {
+        let to = self.peer_of.get(&from);
+        let queue = to.and_then(|to| self.inbox.get(to)).into_iter().flatten();
+        queue
+            .filter(|w| matches!(w, Wire::Frame(Sealed::Records(_))))
+            .count()
     }
 
     pub fn core(&self, index: u32) -> &Core {
@@ -175,7 +208,9 @@ impl Sim {
                 let next = self
                     .pods
                     .iter_mut()
-                    .flatten()
+                    .zip(&self.frozen)
+                    .filter(|(_, frozen)| !**frozen)
+                    .filter_map(|(c, _)| c.as_mut())
                     .filter(|c| !c.done())
                     .map(|c| c.next_wake())
                     .min();
@@ -189,9 +224,19 @@ impl Sim {
 
     fn poll(&mut self, index: u32) {
         let now = self.now;
-        let Some(core) = self.pods[index as usize].as_mut() else {
+        if self.frozen[index as usize] {
+            return;
+        }
+        let Some(core) = self.pods[index as usize].as_ref() else {
             return;
         };
+        let ready: Vec<LinkId> = (core.blocked())
+            .filter(|&id| self.outbox((index, id)) < RECORD_FRAMES)
+            .collect();
+        let core = self.pods[index as usize].as_mut().expect("up");
+        for id in ready {
+            core.room(id);
+        }
         core.poll(now);
         self.execute(index);
     }
@@ -206,6 +251,13 @@ impl Sim {
             };
             match action {
                 Action::Dial { key, started, .. } => self.dial(index, key, started),
+                Action::Records { id, records, from } => {
+                    if self.outbox((index, id)) < RECORD_FRAMES {
+                        self.send((index, id), Wire::Frame(Sealed::Records(records)));
+                    } else if let Some(core) = self.pods[index as usize].as_mut() {
+                        core.unsent(id, from);
+                    }
+                }
                 Action::Send(id, frame) => self.send((index, id), Wire::Frame(frame)),
                 Action::Close(id) => {
                     let end = (index, id);
@@ -228,7 +280,9 @@ impl Sim {
     /// A dial from `from` to `key` succeeds when the pod it looks for is up.
     fn dial(&mut self, from: u32, key: DialKey, started: Instant) {
         let to = match key {
-            DialKey::Peer(c) if self.pods[c as usize].is_some() => Some(c),
+            DialKey::Peer(c) if self.pods[c as usize].is_some() && !self.frozen[c as usize] => {
+                Some(c)
+            }
             _ => None,
         };
         let Some(to) = to else {
@@ -294,7 +348,7 @@ impl Sim {
         let mut ready: Vec<EndId> = self
             .inbox
             .iter()
-            .filter(|(_, q)| !q.is_empty())
+            .filter(|(e, q)| !q.is_empty() && !self.frozen[e.0 as usize])
             .map(|(&e, _)| e)
             .collect();
         if ready.is_empty() {
@@ -310,6 +364,12 @@ impl Sim {
                     core.frame(now, to.1, frame);
                 }
             }
+            Wire::Gone(end) => {
+                self.inbox.remove(&to);
+                if let Some(core) = self.pods[to.0 as usize].as_mut() {
+                    core.closed(now, to.1, end);
+                }
+            }
             Wire::Eof => {
                 // The link task ends on the end of stream: its socket
                 // closes, and the sender sees the end of stream too.
@@ -322,7 +382,10 @@ impl Sim {
                     self.inbox.remove(&from);
                     self.sent_eof.remove(&to);
                     self.sent_eof.remove(&from);
-                    if let Some(core) = self.pods[from.0 as usize].as_mut() {
+                    if self.frozen[from.0 as usize] {
+                        self.inbox
+                            .insert(from, VecDeque::from([Wire::Gone(End::Eof)]));
+                    } else if let Some(core) = self.pods[from.0 as usize].as_mut() {
                         core.closed(now, from.1, End::Eof);
                     }
                 }
@@ -340,7 +403,7 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rendezvous::proto::State;
+    use crate::rendezvous::proto::{Record, State};
 
     fn addrs_seen(core: &Core) -> Vec<Vec<IpAddr>> {
         core.outcome(None)
@@ -432,6 +495,114 @@ mod tests {
                 );
                 assert!(sim.core(i).readmissions <= 1);
             }
+        }
+    }
+
+    #[test]
+    fn a_full_outbox_holds_records_back_but_never_complete_and_then_sends_the_latest() {
+        let t0 = Instant::now();
+        let mut a = Core::new(settings(0, 2, 1, true), InstanceId([1; 16]), 1, t0);
+        let b = Core::new(settings(1, 2, 1, true), InstanceId([2; 16]), 2, t0);
+        let (la, lb) = (
+            SocketAddr::new(ip(0, 1), 40_000),
+            SocketAddr::new(ip(1, 1), 7470),
+        );
+        let LinkUp::Adopted(id) = a.link_up(t0, b.hello(), la, lb, true) else {
+            panic!("adopted")
+        };
+        a.poll(t0);
+        let mut first = None;
+        let mut completes = 0;
+        while let Some(action) = a.next_action() {
+            match action {
+                Action::Records { from, .. } => first = first.or(Some(from)),
+                Action::Send(_, Sealed::Complete) => completes += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            (first, completes),
+            (Some(0), 1),
+            "released: records, then COMPLETE"
+        );
+        // The outbox was full: the records were not handed over.
+        a.unsent(id, 0);
+        assert_eq!(a.blocked().collect::<Vec<_>>(), [id]);
+        // Meanwhile this pod's record changes twice.
+        a.members.set_own_addrs(vec![ip(0, 7)], Duration::ZERO);
+        a.members.set_own_addrs(vec![ip(0, 8)], Duration::ZERO);
+        a.poll(t0 + SEC);
+        assert!(
+            std::iter::from_fn(|| a.next_action()).all(|x| !matches!(x, Action::Records { .. })),
+            "nothing for a link without room"
+        );
+        // Room again: one frame, with only the latest version.
+        a.room(id);
+        a.poll(t0 + 2 * SEC);
+        let frames: Vec<Vec<Record>> = std::iter::from_fn(|| a.next_action())
+            .filter_map(|x| match x {
+                Action::Records { records, .. } => Some(records),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].len(), 1, "b's own record is not sent back to b");
+        assert_eq!(
+            (frames[0][0].seq, &frames[0][0].addrs),
+            (2, &vec![ip(0, 8)])
+        );
+    }
+
+    #[test]
+    fn a_peer_frozen_for_an_hour_of_churn_holds_a_bounded_queue_and_then_converges() {
+        // World 5 (a mesh), serving. Pod 4 freezes for an hour while pods
+        // 1-3 are replaced every 5 s; pod 0 keeps its link to pod 4 the
+        // whole time. What waits for pod 4 stays a few frames per link,
+        // every table's change log stays small, and after the thaw every
+        // pod agrees on the last incarnation of every index.
+        let mut sim = Sim::new(5, 7);
+        for i in 0..5 {
+            sim.start(i, true);
+        }
+        sim.run_until(5 * SEC, Sim::all_released);
+        assert!(sim.all_released());
+        sim.freeze(4, true);
+        let (mut most_queued, mut longest_log) = (0, 0);
+        for round in 0..720u32 {
+            sim.start(1 + round % 3, true);
+            let until = sim.now.duration_since(sim.t0) + 5 * SEC;
+            sim.run_until(until, |_| false);
+            most_queued = most_queued.max(sim.queued_towards(4));
+            for core in sim.pods.iter().flatten() {
+                longest_log = longest_log.max(core.members.log_entries());
+            }
+        }
+        let links = 4; // pod 4's links when it froze
+        assert!(
+            most_queued <= links * (RECORD_FRAMES + 3 + 1),
+            "{most_queued} frames waited for the frozen pod"
+        );
+        assert!(
+            longest_log <= 2 * 5 * 4 + 16,
+            "a change log of {longest_log}"
+        );
+        sim.freeze(4, false);
+        let until = sim.now.duration_since(sim.t0) + 30 * SEC;
+        let expected = |s: &Sim| -> Vec<Vec<IpAddr>> {
+            (0..5u32)
+                .map(|i| vec![ip(i, s.generation[i as usize])])
+                .collect()
+        };
+        sim.run_until(until, |s| {
+            (0..5).all(|i| addrs_seen(s.core(i)) == expected(s))
+        });
+        for i in 0..5 {
+            let core = sim.core(i);
+            assert_eq!(addrs_seen(core), expected(&sim), "pod {i}'s table");
+            assert!(
+                (0..5).all(|j| core.members.current(j).unwrap().state == State::Alive),
+                "pod {i} counts a live pod as dead"
+            );
         }
     }
 }

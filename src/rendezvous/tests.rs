@@ -157,7 +157,17 @@ fn dialer_of(r: &Rendezvous<NoDns>, index: u32) -> (u32, u16) {
 
 /// Links `a` (dialing) and `b` over a pipe; `a`'s reads go through `gate`.
 async fn link(a: &mut Rendezvous<NoDns>, b: &mut Rendezvous<NoDns>, gate: Option<Arc<Gate>>) {
-    let (x, y) = duplex(1 << 20);
+    link_through(a, b, gate, 1 << 20).await;
+}
+
+/// [`link`] over a pipe that buffers `bytes` each way.
+async fn link_through(
+    a: &mut Rendezvous<NoDns>,
+    b: &mut Rendezvous<NoDns>,
+    gate: Option<Arc<Gate>>,
+    bytes: usize,
+) {
+    let (x, y) = duplex(bytes);
     let (la, lb) = (Arc::clone(&a.local), Arc::clone(&b.local));
     let (sa, sb) = (sock(a, 40_000), sock(b, 7470));
     let expect = b.core.settings.index;
@@ -186,6 +196,15 @@ async fn for_a_while(r: &mut Rendezvous<NoDns>) {
     tokio::select! {
         _ = r.run() => unreachable!("this world never completes"),
         _ = sleep(SEC / 2) => {}
+    }
+}
+
+/// Runs `a` and `b`, which cannot finish, for `d`.
+async fn both_for(a: &mut Rendezvous<NoDns>, b: &mut Rendezvous<NoDns>, d: Duration) {
+    tokio::select! {
+        _ = a.run() => unreachable!("this world never completes"),
+        _ = b.run() => unreachable!("this world never completes"),
+        _ = sleep(d) => {}
     }
 }
 
@@ -472,4 +491,67 @@ async fn each_group_sweeps_the_service_once_through_its_lowest_pod() {
     assert_eq!(asked(p2, SVC), 1, "the job's leader sweeps");
     assert_eq!(asked(p17, SVC), 1, "the island's leader sweeps");
     assert_eq!(asked(p5, SVC) + asked(p18, SVC), 0, "the others do not");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_for_an_hour_costs_a_few_frames_then_gets_the_latest() {
+    // b stops reading (its process frozen; the pipe holds 2 KiB) while
+    // a's record changes every 5 s for an hour. a's queues stay a few
+    // frames; once b reads again it gets a's latest record.
+    let (mut a, mut b) = (pod(0, 3, 1), pod(1, 3, 1));
+    let gate = Arc::new(Gate::default());
+    link_through(&mut b, &mut a, Some(Arc::clone(&gate)), 2048).await;
+    both_for(&mut a, &mut b, SEC).await;
+    gate.pause();
+    let mut most = 0;
+    for round in 1..=720u32 {
+        let addr = IpAddr::from([10, 9, (round >> 8) as u8, round as u8]);
+        a.core.members.set_own_addrs(vec![addr], Duration::ZERO);
+        both_for(&mut a, &mut b, 5 * SEC).await;
+        most = most.max(a.queued());
+    }
+    assert!(
+        most <= core::RECORD_FRAMES + core::CONTROL_FRAMES + link::EVENTS,
+        "{most} items queued in a"
+    );
+    gate.resume();
+    both_for(&mut a, &mut b, 3 * SEC).await;
+    let seen = b.core.members.current(0).unwrap();
+    assert_eq!(
+        seen.addrs,
+        [IpAddr::from([10, 9, 2, 208])],
+        "720 = 2 * 256 + 208"
+    );
+    assert_eq!(seen.state, State::Alive);
+    assert_eq!(a.core.links.linked_count(), 1, "the link lived through it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_frames_waits_in_bounded_queues_while_the_engine_is_busy() {
+    // a's engine does not run while b sends a frame per change, 1000
+    // times: a's link task stops at a full events channel, the pipe
+    // fills, and b's records wait in its change log. Nothing deadlocks:
+    // once a runs again both sides drain and a has b's latest record.
+    let (mut a, mut b) = (pod(0, 3, 1), pod(1, 3, 1));
+    link_through(&mut b, &mut a, None, 4096).await;
+    both_for(&mut a, &mut b, SEC).await;
+    for round in 1..=1000u32 {
+        let addr = IpAddr::from([10, 8, (round >> 8) as u8, round as u8]);
+        b.core.members.set_own_addrs(vec![addr], Duration::ZERO);
+        for_a_while(&mut b).await;
+    }
+    assert_eq!(
+        a.events_rx.len(),
+        link::EVENTS,
+        "the events channel is full"
+    );
+    assert!(b.queued() <= core::RECORD_FRAMES + core::CONTROL_FRAMES + link::EVENTS);
+    both_for(&mut a, &mut b, 3 * SEC).await;
+    let seen = a.core.members.current(1).unwrap();
+    assert_eq!(
+        seen.addrs,
+        [IpAddr::from([10, 8, 3, 232])],
+        "1000 = 3 * 256 + 232"
+    );
+    assert!(a.queued() < link::EVENTS, "a drained its events");
 }
