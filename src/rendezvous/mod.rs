@@ -70,6 +70,8 @@ pub use dial::{HANDSHAKE_DEADLINE, handshake_stream};
 pub use settings::Settings;
 pub use view::{Control, PeerView, Snapshot, Status};
 
+/// How soon a link whose outbox was full is offered its records again.
+const BLOCKED_RECHECK: Duration = Duration::from_millis(10);
 /// Longest pause after an accept() error.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -191,11 +193,6 @@ impl<R: Resolve> Rendezvous<R> {
         self.core.snapshot(Instant::now())
     }
 
-    /// `2/3 met; waiting on example-job-2...: NXDOMAIN`.
-    pub fn progress_line(&self) -> String {
-        self.core.progress_line()
-    }
-
     /// One line per peer not met, with why.
     pub fn missing(&self) -> Vec<(String, Cause, u32)> {
         self.core.missing()
@@ -223,7 +220,11 @@ impl<R: Resolve> Rendezvous<R> {
             if self.core.done() {
                 return;
             }
-            let wake = self.core.next_wake();
+            let mut wake = self.core.next_wake();
+            if self.core.blocked().next().is_some() {
+                // Nothing signals room in an outbox: look again shortly.
+                wake = wake.min(now + BLOCKED_RECHECK);
+            }
             let accepting = self.accept_pause.is_none_or(|(until, _)| until <= now);
             let pause_until = self.accept_pause.map(|(until, _)| until);
             tokio::select! {
@@ -315,13 +316,6 @@ impl<R: Resolve> Rendezvous<R> {
         for id in ready {
             self.core.room(id);
         }
-    }
-
-    /// Items queued in the engine's channels: events, and frames in every
-    /// outbox (tests assert their bound).
-    pub fn queued(&self) -> usize {
-        let outboxes: usize = self.outboxes.values().map(link::queued).sum();
-        self.events_rx.len() + outboxes
     }
 
     /// Tells the hand-off and the watchers.
