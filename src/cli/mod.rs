@@ -451,6 +451,15 @@ where
 /// The subcommand `argv` names (`await`), as far as clap can tell even
 /// from a command line with errors: which help a usage error points to.
 pub fn subcommand_of(argv: &[OsString]) -> Option<String> {
+    // Parsing again costs as much as the parse itself: only when some
+    // word could name a subcommand.
+    let named = argv.iter().skip(1).any(|a| {
+        a.to_str()
+            .is_some_and(<Subcommand as clap::Subcommand>::has_subcommand)
+    });
+    if !named {
+        return None;
+    }
     Cli::command()
         .ignore_errors(true)
         .try_get_matches_from(argv)
