@@ -28,6 +28,14 @@ pub fn ip(index: u32, generation: u8) -> IpAddr {
     IpAddr::from([10, generation, 0, index as u8 + 1])
 }
 
+/// The incarnation id of pod `index`'s generation `generation`.
+pub fn instance(index: u32, generation: u8) -> InstanceId {
+    let mut id = [0u8; 16];
+    id[0] = index as u8;
+    id[1] = generation;
+    InstanceId(id)
+}
+
 pub fn settings(index: u32, world: u32, generation: u8, serve: bool) -> Settings {
     Settings {
         token: Some("uid-1".into()),
@@ -118,13 +126,10 @@ impl Sim {
         *g += 1;
         let generation = *g;
         let world = self.pods.len() as u32;
-        let mut id = [0u8; 16];
-        id[0] = index as u8;
-        id[1] = generation;
         let elapsed_ms = self.now.duration_since(self.t0).as_millis() as u64;
         let core = Core::new(
             settings(index, world, generation, serve),
-            InstanceId(id),
+            instance(index, generation),
             1_000 + elapsed_ms,
             self.now,
         );

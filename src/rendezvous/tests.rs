@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
 use super::*;
-use crate::peers::{Peer, Target};
 use proto::{Reject, Sealed, State};
 use session::Role;
+use sim::ip;
 
 /// Names never resolve: every dial fails without touching the network.
 /// The names asked for are kept.
@@ -42,10 +42,6 @@ fn asked(r: &Rendezvous<NoDns>, name: &str) -> usize {
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn ip(index: u32, generation: u8) -> IpAddr {
-    IpAddr::from([10, generation, 0, index as u8 + 1])
-}
-
 fn pod(index: u32, world: u32, generation: u8) -> Rendezvous<NoDns> {
     pod_with_service(index, world, generation, None)
 }
@@ -57,34 +53,18 @@ fn pod_with_service(
     service: Option<&str>,
 ) -> Rendezvous<NoDns> {
     let settings = Settings {
-        token: Some("uid-1".into()),
-        job: "job".into(),
-        index,
-        peers: (0..world)
-            .map(|i| Peer {
-                index: Some(i),
-                target: Target::Name(format!("job-{i}.svc.")),
-            })
-            .collect(),
-        announce: vec![ip(index, generation)],
         listen: Some(IpAddr::from([127, 0, 0, 1])),
         port: 0,
-        interval: SEC,
-        connect_timeout: SEC,
-        concurrency: 8,
-        serve: false,
         service: service.map(str::to_string),
+        ..sim::settings(index, world, generation, false)
     };
     let listener = crate::net::listen(settings.listen, 0).expect("bind loopback");
     // A later generation started later, as a replacement pod does.
-    let mut id = [0u8; 16];
-    id[0] = index as u8;
-    id[1] = generation;
     Rendezvous::with_clock(
         settings,
         listener,
         Some(Arc::new(NoDns::default())),
-        InstanceId(id),
+        sim::instance(index, generation),
         1_000 * u64::from(generation),
     )
     .unwrap()
