@@ -9,6 +9,7 @@ mod answer;
 pub mod await_client;
 pub mod http;
 pub mod serve;
+mod writer;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::exit::{Exit, Signals, Stop};
 use crate::handoff;
 use crate::rendezvous::Rendezvous;
 use crate::report::{self, End};
+use writer::HostfileWriter;
 
 /// How long a leaving sidecar gives its links to deliver its goodbye.
 const LEAVE_GRACE: Duration = Duration::from_secs(1);
@@ -60,25 +62,22 @@ pub(crate) async fn run<R: Resolve>(
         },
         None => None,
     };
+    let mut servers = tokio::task::JoinSet::new();
+    let status = barrier.status();
+    // With a hostfile, the endpoints see the release once it is written.
+    let mut endpoints_status = status.clone();
     if let Some(spec) = config.hostfile.clone() {
-        barrier.on_change(Box::new(move |outcome| {
-            let text = handoff::render(spec.format, outcome, spec.slots);
-            match handoff::write_atomic(&spec.path, &text) {
-                Ok(()) => {
-                    info!(path = %spec.path.display(), format = %spec.format, "hostfile written")
-                }
-                Err(e) => error!("{e}"),
-            }
-        }));
+        let (writer, on_change) = HostfileWriter::new(spec);
+        endpoints_status = writer.status();
+        barrier.on_change(on_change);
+        servers.spawn(writer.run());
     }
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
     barrier.control(control_rx);
-    let status = barrier.status();
     let endpoints = serve::Endpoints {
         control: control_tx,
-        status: status.clone(),
+        status: endpoints_status,
     };
-    let mut servers = tokio::task::JoinSet::new();
     servers.spawn(serve::serve(await_listener, endpoints.clone(), true));
     if let Some(l) = health_listener {
         servers.spawn(serve::serve(l, endpoints, false));
