@@ -120,10 +120,12 @@ impl Links {
     }
 
     /// Indices with a link of their own.
+    #[cfg(test)]
     pub fn linked(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_index.keys().copied()
     }
 
+    #[cfg(test)]
     pub fn linked_count(&self) -> usize {
         self.by_index.len()
     }

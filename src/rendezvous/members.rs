@@ -394,6 +394,7 @@ impl Members {
     }
 
     /// Entries in the change log (live and dead), for the bound's tests.
+    #[cfg(test)]
     pub fn log_entries(&self) -> usize {
         self.log.len()
     }
