@@ -36,6 +36,7 @@ mod resolv_conf;
 pub mod run;
 mod schedule;
 mod sidecar;
+pub mod supervise;
 mod values;
 /// The health endpoints' request parser, where `fuzz/` drives it.
 pub use sidecar::http;
