@@ -23,7 +23,8 @@ use super::admission::{Admission, Admit, HandshakeId, Refusal};
 use super::links::{End, LinkId, LinkState, Links};
 use super::members::{CurrentChange, Members, Merged, Source, Version};
 use super::proto::InstanceId;
-use super::proto::{self, Bye, Hello, ProtoError, Record, Reject, Sealed, State};
+use super::proto::{self, Bye, Claim, Hello, ProtoError, Record, Reject, Sealed, State, Work};
+use super::rounds::{Attach, Event, Rounds};
 use super::session::HandshakeError;
 use super::settings::Settings;
 use super::topology::Topology;
@@ -152,6 +153,8 @@ pub struct Core {
     /// Authenticated rejections already logged, by peer and reason.
     logged: HashSet<(String, Reject)>,
     pub(super) readmissions: u64,
+    /// A serving pod's rounds (unused otherwise).
+    pub(super) rounds: Rounds,
     actions: VecDeque<Action>,
 }
 
@@ -167,6 +170,7 @@ impl Core {
             seq: 0,
             state: State::Alive,
             addrs: settings.announce.clone(),
+            claim: Default::default(),
         };
         let topology = Topology::for_world(world);
         let info = DialInfo {
@@ -196,6 +200,7 @@ impl Core {
             released: None,
             logged: HashSet::new(),
             readmissions: 0,
+            rounds: Rounds::default(),
             actions: VecDeque::new(),
             settings,
         }
@@ -363,9 +368,9 @@ impl Core {
             let at = self.since_start(now);
             self.members.set_own_addrs(vec![local.ip()], at);
         }
-        let id = self
-            .links
-            .insert(LinkState::new(peer.index, peer.instance, dialer));
+        let mut state = LinkState::new(peer.index, peer.instance, dialer);
+        state.serving = peer.serving;
+        let id = self.links.insert(state);
         self.dialing.queue.cancel(DialKey::Peer(peer.index));
         let info = &mut self.dialing.peers[peer.index as usize];
         info.failures = 0;
@@ -392,6 +397,7 @@ impl Core {
             } else {
                 peer.addrs
             },
+            claim: Default::default(),
         };
         self.merge(now, record, Source::Link(id));
         LinkUp::Adopted(id)
@@ -560,18 +566,133 @@ impl Core {
             }
             Merged::Changed { .. } | Merged::Nothing | Merged::Ignored(_) => {}
         }
-        if self.released.is_none() && self.members.all_arrived() {
+        if !self.settings.serve && self.released.is_none() && self.members.all_arrived() {
             self.release(now);
         }
     }
 
-    /// After the release, a changed address is a re-admission: the
-    /// hand-off follows it.
+    /// After the release, a changed address is a re-admission. The
+    /// hand-off follows it at once, or (serving) with the next round.
     fn changed_after_release(&mut self) {
         if self.released.is_some() {
             self.readmissions += 1;
-            self.push(Action::Publish);
+            if !self.settings.serve {
+                self.push(Action::Publish);
+            }
         }
+    }
+
+    /// Brings a serving pod's rounds up to date: floods its new claim,
+    /// logs what changed, publishes each round's release.
+    pub(super) fn step_rounds(&mut self, now: Instant) {
+        if !self.settings.serve {
+            return;
+        }
+        let at = self.since_start(now);
+        let step = self.rounds.step(&self.members, at);
+        if let Some(claim) = step.claim {
+            self.set_claim(claim, at);
+        }
+        for event in step.events {
+            self.on_round_event(event, now);
+        }
+    }
+
+    fn set_claim(&mut self, claim: Claim, at: Duration) {
+        if !self.members.set_own_claim(claim, at) {
+            warn!(
+                "barrier: this pod's sequence number is at its ceiling; its round claim stays local"
+            );
+        }
+    }
+
+    fn on_round_event(&mut self, event: Event, now: Instant) {
+        let at = self.since_start(now);
+        match event {
+            Event::Released(round) => {
+                if self.released.is_none() {
+                    self.release(now);
+                } else {
+                    let took = self.rounds.formed().last;
+                    info!(
+                        round,
+                        formed_in = %human(took),
+                        "round {round} released: all {} peers are in it (formed in {})",
+                        self.world(),
+                        human(took)
+                    );
+                    self.push(Action::Publish);
+                }
+            }
+            Event::Ended(round, cause) => {
+                let peer = &self.settings.peers[cause.index() as usize];
+                warn!(
+                    round,
+                    cause = cause.name(),
+                    index = cause.index(),
+                    "round {round} ended: {cause} ({peer}); the group restarts in the next round"
+                );
+            }
+            Event::Joined(round) => {
+                debug!(round, "joined round {round}");
+            }
+            Event::Finishing(index) => {
+                info!(
+                    index,
+                    "the group is finishing: index {index}'s workload is done for good, so no                      round restarts from now on"
+                );
+            }
+            Event::Overdue(round) => {
+                warn!(
+                    round,
+                    after = %human(at),
+                    "the workload of round {round} did not report its command stopped within its                      grace; joining the next round without waiting longer"
+                );
+            }
+        }
+    }
+
+    /// A `peergate run` that ran nothing after round `after` asks to start
+    /// its command, promising to stop it within `grace` when told.
+    pub fn attach(&mut self, now: Instant, after: u32, grace: Duration) -> Attach {
+        let attach = self.rounds.attach(after, grace);
+        self.step_rounds(now);
+        attach
+    }
+
+    /// A run that started its command in `round` has stopped it, or is gone.
+    pub fn detach(&mut self, now: Instant, round: u32) {
+        self.rounds.detach(round);
+        self.step_rounds(now);
+    }
+
+    /// A run reports how its command of `round` ended: `failed` (a non-zero
+    /// code or a signal, as 128 + n) or done for good (`Work::Exited`).
+    /// A failure of a round that is not the live one is old news.
+    pub fn report(&mut self, now: Instant, work: Work) {
+        let at = self.since_start(now);
+        let mine = self.members.me().claim;
+        let accept = match (mine.work, work) {
+            (Work::Exited { .. }, _) => false,
+            (_, Work::Failed { round, .. }) => self.rounds.live() == Some(round),
+            (_, Work::Exited { .. }) => true,
+            (_, Work::Running) => false,
+        };
+        if !accept {
+            debug!(?work, "workload report ignored: not about the live round");
+            return;
+        }
+        self.set_claim(Claim { work, ..mine }, at);
+        self.step_rounds(now);
+    }
+
+    /// When the rounds next need a step without any input.
+    pub(super) fn rounds_deadline(&self) -> Option<Instant> {
+        self.rounds.deadline().map(|d| self.start + d)
+    }
+
+    pub fn rounds(&self) -> &Rounds {
+        &self.rounds
     }
 
     pub(super) fn release(&mut self, now: Instant) {

@@ -43,6 +43,9 @@ pub struct LinkState {
     pub heard: bool,
     /// We asked the link to close.
     pub closing: bool,
+    /// The peer serves (`--serve`): it never closes a link after the
+    /// release without a goodbye, so such an end is a death.
+    pub serving: bool,
 }
 
 impl LinkState {
@@ -58,13 +61,18 @@ impl LinkState {
             peer_bye: false,
             heard: false,
             closing: false,
+            serving: false,
         }
     }
 
     /// Whether the link's end says nothing about the peer's life: it never
-    /// finished, it said goodbye, we closed it, or both sides had confirmed.
+    /// finished, it said goodbye, we closed it, or both sides had confirmed
+    /// and the peer does not serve (so it leaves after confirming).
     pub fn ended_gracefully(&self) -> bool {
-        !self.heard || self.peer_bye || self.closing || (self.peer_complete && self.sent_complete)
+        !self.heard
+            || self.peer_bye
+            || self.closing
+            || (self.peer_complete && self.sent_complete && !self.serving)
     }
 }
 

@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::proto::{Hello, InstanceId, Record, Reject, State};
+use super::proto::{Claim, Hello, InstanceId, Record, Reject, State};
 
 /// Incarnations kept per index: the current one and a few predecessors
 /// (enough to recognise a stale one that reconnects).
@@ -274,6 +274,21 @@ impl Members {
         }
     }
 
+    /// Changes this pod's round claim, raising its sequence number so the
+    /// new record wins everywhere. False at the ceiling (see
+    /// [`Members::set_own_addrs`]), where nothing changes.
+    pub fn set_own_claim(&mut self, claim: Claim, now: Duration) -> bool {
+        let mine = self.me().clone();
+        if mine.claim == claim {
+            return true;
+        }
+        let Some(seq) = mine.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
+            return false;
+        };
+        self.store(Record { seq, claim, ..mine }, Source::Local, now);
+        true
+    }
+
     fn store(&mut self, record: Record, source: Source, now: Duration) -> Merged {
         let index = record.index;
         let instance = record.instance;
@@ -463,6 +478,7 @@ mod tests {
             seq,
             state,
             addrs: vec![IpAddr::from([10, 0, index as u8, inst])],
+            claim: Default::default(),
         }
     }
 

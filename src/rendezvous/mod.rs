@@ -33,6 +33,9 @@ pub mod link;
 pub mod links;
 pub mod members;
 pub mod proto;
+pub mod rounds;
+#[cfg(test)]
+mod rounds_sim;
 pub mod session;
 pub mod settings;
 #[cfg(test)]
@@ -54,6 +57,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::warn;
 
 use self::core::{Action, Core, DialKey, LinkUp};
+use self::rounds::Attach;
 use crate::cause::Cause;
 use crate::dns::Resolve;
 use crate::duration::human;
@@ -217,6 +221,7 @@ impl<R: Resolve> Rendezvous<R> {
             self.unblock();
             self.core.poll(now);
             self.execute();
+            self.sync_status();
             if self.core.done() {
                 return;
             }
@@ -325,7 +330,21 @@ impl<R: Resolve> Rendezvous<R> {
             f(&outcome);
         }
         // Wakes every watcher, also when only the hand-off changed.
-        self.status.send_modify(|s| s.released = true);
+        let status = self.core.status();
+        self.status.send_modify(|s| *s = status);
+    }
+
+    /// Tells the watchers when a round ended or the group began finishing.
+    fn sync_status(&self) {
+        let status = self.core.status();
+        self.status.send_if_modified(|s| {
+            if *s == status {
+                false
+            } else {
+                *s = status;
+                true
+            }
+        });
     }
 
     fn on_dialed(&mut self, key: DialKey, started: Instant, dialed: Dialed) {
@@ -428,7 +447,26 @@ impl<R: Resolve> Rendezvous<R> {
                 let index = self.core.settings().index;
                 let _ = reply.send(self.core.outcome(Some(index)));
             }
+            Control::Attach {
+                after,
+                grace,
+                reply,
+            } => {
+                let attach = self.core.attach(Instant::now(), after, grace);
+                let index = self.core.settings().index;
+                if reply
+                    .send((attach, self.core.outcome(Some(index))))
+                    .is_err()
+                    && let Attach::Start(round) = attach
+                {
+                    // The run hung up meanwhile: it runs nothing.
+                    self.core.detach(Instant::now(), round);
+                }
+            }
+            Control::Detach { round } => self.core.detach(Instant::now(), round),
+            Control::Report(work) => self.core.report(Instant::now(), work),
         }
+        self.execute();
     }
 }
 

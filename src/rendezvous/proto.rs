@@ -1,4 +1,4 @@
-//! Wire format of barrier protocol version 2: framing, and the bodies of
+//! Wire format of barrier protocol version 3: framing, and the bodies of
 //! every frame. Pure functions over bytes; the handshake that orders these
 //! frames is in `session`, their MACs in `auth`. docs/protocol.md is the
 //! specification; this module and its tests are what it describes. The
@@ -10,7 +10,7 @@
 //! ```text
 //! offset size  field
 //! 0      4     magic "PGBR"
-//! 4      1     protocol version (2)
+//! 4      1     protocol version (3)
 //! 5      1     kind
 //! 6      4     body length, big-endian
 //! 10     n     body
@@ -42,7 +42,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 4] = *b"PGBR";
-pub const VERSION: u8 = 2;
+/// Version 3 added each record's round claim (docs/protocol.md, "Rounds").
+pub const VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 10;
 /// Largest body before the handshake completes: a stranger's frames stay small.
 pub const MAX_PLAIN_BODY: usize = 1024;
@@ -301,10 +302,67 @@ pub struct Record {
     pub index: u32,
     pub instance: InstanceId,
     pub started_ms: u64,
-    /// Raised by the incarnation itself to refute a report of its death.
+    /// Raised by the incarnation itself to refute a report of its death,
+    /// and with every change of its [`Claim`].
     pub seq: u32,
     pub state: State,
     pub addrs: Vec<IpAddr>,
+    /// Where the incarnation stands in the rounds (a serving sidecar's).
+    pub claim: Claim,
+}
+
+/// What an incarnation says of itself about the rounds: the round it has
+/// joined, the membership it saw complete for that round, and what its
+/// workload did. Only the incarnation changes it, raising its `seq` each
+/// time, so the `seq` 0 record always carries [`Claim::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claim {
+    /// The round joined: 1 until a round ends.
+    pub round: u32,
+    /// The digest of the membership this incarnation saw complete in
+    /// `round`; 0 while some index has not arrived.
+    pub view: u64,
+    pub work: Work,
+}
+
+impl Default for Claim {
+    fn default() -> Claim {
+        Claim {
+            round: 1,
+            view: 0,
+            work: Work::Running,
+        }
+    }
+}
+
+/// What an incarnation's workload (`peergate run`) reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Work {
+    /// Nothing: running, waiting, or no `peergate run` at all.
+    Running,
+    /// Its command failed in `round` with this code (128 + n for signal n).
+    Failed { round: u32, code: u8 },
+    /// It is done for good in `round` and will not rejoin: its command
+    /// completed (code 0) or its `peergate run` gave up (the code it exits
+    /// with). The group is then finishing.
+    Exited { round: u32, code: u8 },
+}
+
+impl Work {
+    fn kind(self) -> u8 {
+        match self {
+            Work::Running => 0,
+            Work::Failed { .. } => 1,
+            Work::Exited { .. } => 2,
+        }
+    }
+
+    fn round_and_code(self) -> (u32, u8) {
+        match self {
+            Work::Running => (0, 0),
+            Work::Failed { round, code } | Work::Exited { round, code } => (round, code),
+        }
+    }
 }
 
 wire_enum! {
@@ -401,6 +459,7 @@ impl Sealed {
                     out.extend_from_slice(&r.seq.to_be_bytes());
                     out.push(r.state as u8);
                     put_addrs(&mut out, &r.addrs);
+                    put_claim(&mut out, &r.claim);
                 }
             }
             Sealed::Complete => {}
@@ -420,7 +479,7 @@ impl Sealed {
         let sealed = match kind {
             KIND_RECORDS => {
                 let count = r.u32("records: count")? as usize;
-                // Each record takes at least 38 bytes: a count beyond what
+                // Each record takes at least 52 bytes: a count beyond what
                 // the body can hold is a lie, not a reason to allocate.
                 if count > body.len() / MIN_RECORD_LEN {
                     return Err(ProtoError::Malformed("records: count exceeds the body"));
@@ -434,6 +493,7 @@ impl Sealed {
                         seq: r.u32("record: sequence")?,
                         state: State::try_from(r.u8("record: state")?)?,
                         addrs: r.addrs("record: addresses")?,
+                        claim: r.claim()?,
                     });
                 }
                 Sealed::Records(records)
@@ -454,8 +514,10 @@ impl Sealed {
     }
 }
 
+/// Bytes of a record's claim: round, view, work kind, work round, code.
+const CLAIM_LEN: usize = 4 + 8 + 1 + 4 + 1;
 /// Bytes of the smallest record (no addresses).
-const MIN_RECORD_LEN: usize = 4 + INSTANCE_LEN + 8 + 4 + 1 + 1;
+const MIN_RECORD_LEN: usize = 4 + INSTANCE_LEN + 8 + 4 + 1 + 1 + CLAIM_LEN;
 /// Bytes of the largest record.
 const MAX_RECORD_LEN: usize = MIN_RECORD_LEN + MAX_ADDRS * 17;
 
@@ -473,6 +535,15 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+fn put_claim(out: &mut Vec<u8>, claim: &Claim) {
+    out.extend_from_slice(&claim.round.to_be_bytes());
+    out.extend_from_slice(&claim.view.to_be_bytes());
+    let (round, code) = claim.work.round_and_code();
+    out.push(claim.work.kind());
+    out.extend_from_slice(&round.to_be_bytes());
+    out.push(code);
 }
 
 fn put_addrs(out: &mut Vec<u8>, addrs: &[IpAddr]) {
@@ -573,6 +644,29 @@ impl<'a> Reader<'a> {
         Ok(addrs)
     }
 
+    /// A claim; a work kind of 0 carries a zero round and code, so every
+    /// claim has one encoding.
+    fn claim(&mut self) -> Result<Claim, ProtoError> {
+        let round = self.u32("record: round")?;
+        let view = self.u64("record: view")?;
+        let kind = self.u8("record: work")?;
+        let work_round = self.u32("record: work round")?;
+        let code = self.u8("record: work code")?;
+        let work = match kind {
+            0 if work_round == 0 && code == 0 => Work::Running,
+            1 => Work::Failed {
+                round: work_round,
+                code,
+            },
+            2 => Work::Exited {
+                round: work_round,
+                code,
+            },
+            _ => return Err(ProtoError::Malformed("record: unknown work")),
+        };
+        Ok(Claim { round, view, work })
+    }
+
     fn finish(&self, what: &'static str) -> Result<(), ProtoError> {
         if self.buf.is_empty() {
             Ok(())
@@ -609,6 +703,7 @@ mod tests {
             seq: 3,
             state,
             addrs: vec!["10.0.0.1".parse().unwrap()],
+            claim: Default::default(),
         }
     }
 
@@ -661,13 +756,15 @@ mod tests {
         assert_eq!(split(b"GET / HTTP/1.1", 64), Err(ProtoError::BadMagic));
         // A v1 peer's HELLO: named as such after five bytes.
         assert_eq!(split(b"PGBR\x01", 64), Err(ProtoError::Version(1)));
+        // So is a v2 peer's (no round claims in its records).
+        assert_eq!(split(b"PGBR\x02", 64), Err(ProtoError::Version(2)));
         assert!(
             ProtoError::Version(1)
                 .to_string()
                 .contains("same peergate release")
         );
         assert_eq!(
-            split(b"PGBR\x02\x63\0\0\0\0", 64),
+            split(b"PGBR\x03\x63\0\0\0\0", 64),
             Err(ProtoError::Kind(0x63))
         );
         // A length over the phase's limit fails before the body arrives.
@@ -676,7 +773,7 @@ mod tests {
             Err(ProtoError::TooLarge(2000, MAX_PLAIN_BODY))
         );
         assert!(matches!(
-            split(b"PGBR\x02\x10\xff\xff\xff\xff", MAX_SEALED_BODY),
+            split(b"PGBR\x03\x10\xff\xff\xff\xff", MAX_SEALED_BODY),
             Err(ProtoError::TooLarge(..))
         ));
     }

@@ -492,6 +492,7 @@ mod tests {
             seq: 0,
             state: State::Alive,
             addrs: vec![],
+            claim: Default::default(),
         };
         dw.send(&Sealed::Records(vec![record.clone()]))
             .await
@@ -572,7 +573,7 @@ mod tests {
         });
         assert!(timed_out(&outcome), "{outcome:?}");
         assert_eq!(seen.len(), proto::HEADER_LEN + 32, "one NONCE frame");
-        assert_eq!(&seen[..6], b"PGBR\x02\x01");
+        assert_eq!(&seen[..6], b"PGBR\x03\x01");
         assert!(
             !seen.windows(6).any(|w| w == b"secret"),
             "the token never leaves"

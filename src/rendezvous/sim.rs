@@ -506,8 +506,8 @@ mod tests {
     #[test]
     fn a_full_outbox_holds_records_back_but_never_complete_and_then_sends_the_latest() {
         let t0 = Instant::now();
-        let mut a = Core::new(settings(0, 2, 1, true), InstanceId([1; 16]), 1, t0);
-        let b = Core::new(settings(1, 2, 1, true), InstanceId([2; 16]), 2, t0);
+        let mut a = Core::new(settings(0, 2, 1, false), InstanceId([1; 16]), 1, t0);
+        let b = Core::new(settings(1, 2, 1, false), InstanceId([2; 16]), 2, t0);
         let (la, lb) = (
             SocketAddr::new(ip(0, 1), 40_000),
             SocketAddr::new(ip(1, 1), 7470),

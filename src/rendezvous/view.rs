@@ -9,17 +9,27 @@ use tokio::time::Instant;
 
 use super::core::Core;
 use super::proto::InstanceId;
-use super::proto::{Record, State};
+use super::proto::{Record, State, Work};
+use super::rounds::{Attach, EndCause, Rounds};
 use super::topology::Topology;
 use crate::cause::Cause;
 use crate::outcome::{GateOutcome, PeerOutcome};
 use crate::peers::Peer;
 use crate::report;
 
-/// What the health endpoints and `await` see.
+/// What the health endpoints, `await` and `run` see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
+    /// The first release has happened: there is a hand-off.
     pub released: bool,
+    /// The latest round released (serving; 0 before the first).
+    pub round: u32,
+    /// Whether that round is still on: released and not ended.
+    pub live: bool,
+    /// Why it ended, once it has.
+    pub end: Option<EndCause>,
+    /// The group is finishing: no round will be released again.
+    pub finishing: bool,
 }
 
 /// A view of the barrier for `/peers` and `/metrics`.
@@ -34,6 +44,8 @@ pub struct Snapshot {
     pub links: usize,
     pub readmissions: u64,
     pub refused: Vec<(&'static str, u64)>,
+    /// A serving pod's rounds.
+    pub rounds: Option<Rounds>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,11 +57,24 @@ pub struct PeerView {
     pub linked: bool,
 }
 
-/// Requests from outside the engine (the health server).
+/// Requests from outside the engine (the health and await servers).
 pub enum Control {
     Snapshot(oneshot::Sender<Snapshot>),
     /// The hand-off as it stands (for `/await`).
     Outcome(oneshot::Sender<GateOutcome>),
+    /// A `peergate run` that ran nothing after round `after` asks to start
+    /// its command; with [`Attach::Start`] comes the round's hand-off.
+    Attach {
+        after: u32,
+        grace: Duration,
+        reply: oneshot::Sender<(Attach, GateOutcome)>,
+    },
+    /// The run that started its command in `round` has stopped it, or is gone.
+    Detach {
+        round: u32,
+    },
+    /// The run's command ended so (a failure, or done for good).
+    Report(Work),
 }
 
 impl Core {
@@ -77,11 +102,24 @@ impl Core {
                 .collect(),
             links: self.links.len(),
             readmissions: self.readmissions,
+            rounds: self.settings.serve.then(|| self.rounds.clone()),
             refused: self
                 .admission
                 .totals()
                 .map(|(r, n)| (r.name(), n))
                 .collect(),
+        }
+    }
+
+    /// What the watchers see now.
+    pub fn status(&self) -> Status {
+        let released = self.rounds.released();
+        Status {
+            released: self.released.is_some(),
+            round: released.map_or(0, |r| r.round),
+            live: self.rounds.live().is_some(),
+            end: released.and_then(|r| r.ended).map(|(cause, _)| cause),
+            finishing: self.rounds.finishing().is_some(),
         }
     }
 

@@ -22,9 +22,10 @@ impl Core {
     /// Does what is due at `now`: the release of a world with nobody to
     /// wait for, the dials, the frames every link lacks, the progress line.
     pub fn poll(&mut self, now: Instant) {
-        if self.released.is_none() && self.members.all_arrived() {
+        if !self.settings.serve && self.released.is_none() && self.members.all_arrived() {
             self.release(now);
         }
+        self.step_rounds(now);
         self.maintain(now);
         self.start_dials(now);
         self.flush();
@@ -40,10 +41,11 @@ impl Core {
     /// When [`Core::poll`] next has something to do, unless an input
     /// arrives first.
     pub fn next_wake(&mut self) -> Instant {
-        match self.dialing.queue.next_instant() {
+        let wake = match self.dialing.queue.next_instant() {
             Some(at) => at.min(self.next_tick),
             None => self.next_tick,
-        }
+        };
+        self.rounds_deadline().map_or(wake, |d| wake.min(d))
     }
 
     fn tick(&mut self) {

@@ -285,6 +285,7 @@ mod tests {
             seq: 0,
             state,
             addrs: vec![IpAddr::from([10, 0, 0, i as u8 + 1])],
+            claim: Default::default(),
         };
         Snapshot {
             world: 3,
@@ -318,6 +319,7 @@ mod tests {
             links: 1,
             readmissions: 2,
             refused: vec![("bad_proof", 4), ("silent", 1)],
+            rounds: None,
         }
     }
 
