@@ -16,6 +16,10 @@ pub const DEADLINE: Bounds = Bounds::new(
     Duration::from_secs(30 * 24 * 3600),
 );
 
+/// Bounds of `peergate run --grace`: 0 kills at once; an hour matches the
+/// longest grace the sidecar honours.
+pub const GRACE: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(3600));
+
 /// The accepted range of a duration flag, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
@@ -50,6 +54,11 @@ pub fn interval(text: &str) -> Result<Duration, String> {
 /// `--probe-timeout` and `--dns-timeout`.
 pub fn answer_timeout(text: &str) -> Result<Duration, String> {
     ANSWER_TIMEOUT.parse(text)
+}
+
+/// `peergate run --grace`.
+pub fn grace(text: &str) -> Result<Duration, String> {
+    GRACE.parse(text)
 }
 
 /// `--timeout`: when to give up, or never.

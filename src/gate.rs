@@ -299,6 +299,7 @@ impl<R: Resolve, P: Probe> Gate<R, P> {
     pub fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
         GateOutcome {
             self_index,
+            round: None,
             peers: self
                 .peers()
                 .map(|t| PeerOutcome {

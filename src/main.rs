@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     match cli::parse_from(&argv) {
         Ok(Invocation::Gate(args)) => gate_main(*args),
         Ok(Invocation::Await(args)) => await_main(&args),
+        Ok(Invocation::Run(args)) => run_main(&args),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             ExitCode::SUCCESS
@@ -76,6 +77,30 @@ fn await_main(args: &cli::AwaitArgs) -> ExitCode {
         args.timeout.0,
         &args.command,
     ));
+    ExitCode::from(exit.code())
+}
+
+/// `peergate run ...`: supervise the workload over the sidecar's rounds.
+fn run_main(args: &cli::RunArgs) -> ExitCode {
+    let info = logging::LogSpec::parse_flag("info").expect("a valid level");
+    logging::init(
+        args.log_format,
+        Some(args.log_level.as_ref().unwrap_or(&info)),
+    );
+    if args.dry_run {
+        return ExitCode::from(dry_run::run_run(args).code());
+    }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(Exit::Failure.code());
+    };
+    let plan = run::RunPlan {
+        port: args.port,
+        grace: args.grace,
+        max_restarts: args.max_restarts,
+        timeout: args.timeout.0,
+        command: args.command.clone(),
+    };
+    let exit = runtime.block_on(run::run_workload(plan));
     ExitCode::from(exit.code())
 }
 

@@ -29,5 +29,8 @@ pub struct PeerOutcome {
 pub struct GateOutcome {
     /// This pod's own completion index, when known.
     pub self_index: Option<u32>,
+    /// The round this hand-off is of (a serving sidecar's; `None` for a
+    /// gate or a barrier that leaves).
+    pub round: Option<u32>,
     pub peers: Vec<PeerOutcome>,
 }

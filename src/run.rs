@@ -20,6 +20,7 @@ use crate::report::{self, End};
 pub use crate::exit::Exit;
 use crate::exit::{Signals, Stop};
 pub use crate::sidecar::wait_for_sidecar;
+pub use crate::sidecar::workload::{RunPlan, run as run_workload};
 
 /// What the ping gate and the barrier have in common, as seen from here.
 trait Waiter {
@@ -350,6 +351,7 @@ mod tests {
             self.outcome_for.borrow_mut().push(self_index);
             GateOutcome {
                 self_index,
+                round: None,
                 peers: (0..2)
                     .map(|i| PeerOutcome {
                         index: Some(i),

@@ -18,9 +18,12 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 mod await_args;
 mod groups;
+mod run_args;
 
 use await_args::AWAIT_ABOUT;
 pub use await_args::AwaitArgs;
+use run_args::RUN_ABOUT;
+pub use run_args::RunArgs;
 pub use groups::{BarrierOnly, HostfileOptions, JobPeers, PingOnly, ServeOnly, ServiceNaming};
 
 use crate::duration::{self, Deadline};
@@ -49,7 +52,9 @@ without that setting its DNS record does not exist yet.
 --mode barrier makes it an authenticated rendezvous over TCP instead: a pod
 releases as soon as every pod has arrived, whatever a negative DNS cache says.
 With --serve the barrier runs on as a native sidecar, and `peergate await`
-(see `peergate await --help`) waits for it in the next container.";
+(see `peergate await --help`) waits for it in the next container; `peergate
+run -- COMMAND` (see `peergate run --help`) runs the workload in the sidecar's
+rounds instead, restarting it in every pod when a peer is replaced or fails.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -63,6 +68,7 @@ Examples:
   peergate --peers 3 --mode barrier --serve --write-hostfile /shared/hosts
                                           # a native sidecar; then in the next
   peergate await                          # container: wait for its release
+  peergate run -- python train.py         # or: run it, restarted in each round
 
 Exit codes: 0 all peers reachable (barrier: met; --serve: SIGTERM, before or
 after the release), 1 run-time failure (e.g. the barrier port cannot be
@@ -74,7 +80,7 @@ after `--` cannot be run, 130/143 interrupted by SIGINT/SIGTERM.";
 pub const MAX_CONCURRENCY: usize = 4096;
 
 /// The whole command line: the gate's flags, or a subcommand with its own.
-/// More subcommands are to come (`run`, `barrier`, `put`, `get`); without
+/// More subcommands are to come (`barrier`, `put`, `get`); without
 /// one, `peergate` is the gate.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -102,6 +108,8 @@ enum Subcommand {
     // description rather than in a list of one.
     #[command(about = AWAIT_ABOUT, long_about = None, hide = true)]
     Await(AwaitArgs),
+    #[command(about = RUN_ABOUT, long_about = None, hide = true)]
+    Run(RunArgs),
 }
 
 /// What the command line asks for.
@@ -111,6 +119,8 @@ pub enum Invocation {
     Gate(Box<Args>),
     /// `peergate await ...`.
     Await(AwaitArgs),
+    /// `peergate run ...`.
+    Run(Box<RunArgs>),
 }
 
 /// The gate's flags (`peergate` without a subcommand).
@@ -434,8 +444,10 @@ where
     }
     let matches = command.try_get_matches_from(&argv)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    if let Some(Subcommand::Await(args)) = cli.subcommand {
-        return Ok(Invocation::Await(args));
+    match cli.subcommand {
+        Some(Subcommand::Await(args)) => return Ok(Invocation::Await(args)),
+        Some(Subcommand::Run(args)) => return Ok(Invocation::Run(Box::new(args))),
+        None => {}
     }
     let mut args = cli.gate;
     args.origins = Origins::from_matches(&matches);

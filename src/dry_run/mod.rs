@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 
 mod text;
 
-use crate::cli::{AwaitArgs, one_line};
+use crate::cli::{AwaitArgs, RunArgs, one_line};
 use crate::config::{BarrierPlan, Config, DnsSettings, Plan};
 use crate::dns::Dns;
 use crate::handoff;
@@ -170,6 +170,23 @@ struct AwaitDryRun {
 }
 
 #[derive(Debug, Serialize)]
+struct RunDryRun {
+    dry_run: bool,
+    run: RunEntry,
+}
+
+#[derive(Debug, Serialize)]
+struct RunEntry {
+    port: u16,
+    #[serde(rename = "grace_ms", serialize_with = "millis")]
+    grace: Duration,
+    max_restarts: u32,
+    #[serde(rename = "timeout_ms", serialize_with = "opt_millis")]
+    timeout: Option<Duration>,
+    command: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
 struct AwaitEntry {
     port: u16,
     #[serde(rename = "timeout_ms", serialize_with = "opt_millis")]
@@ -203,6 +220,25 @@ pub fn run_await(args: &AwaitArgs) -> Exit {
             port: args.port,
             timeout: args.timeout.0,
             command: command(&args.command),
+        },
+    };
+    print(&match args.log_format {
+        LogFormat::Text => preview.text(),
+        LogFormat::Json => json(&preview),
+    })
+}
+
+/// `peergate run --dry-run`: what it would do, without contacting the
+/// sidecar.
+pub fn run_run(args: &RunArgs) -> Exit {
+    let preview = RunDryRun {
+        dry_run: true,
+        run: RunEntry {
+            port: args.port,
+            grace: args.grace,
+            max_restarts: args.max_restarts,
+            timeout: args.timeout.0,
+            command: command(&args.command).unwrap_or_default(),
         },
     };
     print(&match args.log_format {
@@ -379,6 +415,7 @@ impl PeerEntry {
 fn handoff_env(config: &Config) -> Vec<(String, Option<String>)> {
     let outcome = GateOutcome {
         self_index: config.self_index(),
+        round: None,
         peers: config
             .peers()
             .iter()

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::{AwaitDryRun, BarrierEntry, DnsEntry, DryRun, OpenedEntry, PeerEntry, ProbeEntry};
+use super::{
+    AwaitDryRun, BarrierEntry, DnsEntry, DryRun, OpenedEntry, PeerEntry, ProbeEntry, RunDryRun,
+};
 use crate::cli::one_line;
 use crate::duration::human;
 use crate::handoff;
@@ -15,6 +17,29 @@ use crate::values::{Family, HostfileFormat, ProbeKind};
 const LISTED: usize = 5;
 /// Names kept before the count when a list is abbreviated.
 const HEAD: usize = 3;
+
+impl RunDryRun {
+    pub(super) fn text(&self) -> String {
+        let r = &self.run;
+        format!(
+            "peergate run --dry-run: what it would do (nothing was sent)\n\
+             wait      for each round of the sidecar's barrier, asking 127.0.0.1:{} (its \
+             --await-port), {}\n\
+             run       {} as a child in each round, with the hand-off variables, \
+             PEERGATE_ROUND and PEERGATE_RESTARTS\n\
+             restart   it when a round ends (SIGTERM to its group, SIGKILL after {}), at most \
+             {} time(s); then exit 3 (its own failure: its code)\n",
+            r.port,
+            r.timeout.map_or_else(
+                || "with no time limit".into(),
+                |d| format!("for at most {} each (then exit 124)", human(d))
+            ),
+            shell_words(&r.command),
+            human(r.grace),
+            r.max_restarts,
+        )
+    }
+}
 
 impl AwaitDryRun {
     pub(super) fn text(&self) -> String {

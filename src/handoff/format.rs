@@ -26,6 +26,8 @@ pub const ENV_COORDINATOR_ADDR: &str = "PEERGATE_COORDINATOR_ADDR";
 /// Deliberately not `PEERGATE_PEERS`: that variable is the environment form
 /// of the `--peers` flag, so a list there would break a nested peergate.
 pub const ENV_PEER_NAMES: &str = "PEERGATE_PEER_NAMES";
+/// The round of a serving sidecar's hand-off (1, 2, ...); unset otherwise.
+pub const ENV_ROUND: &str = "PEERGATE_ROUND";
 
 /// Render the outcome in `format`. `slots` is used by `openmpi` and `mpich`
 /// only and is written as given (the CLI validates it).
@@ -44,7 +46,8 @@ pub fn render(format: HostfileFormat, outcome: &GateOutcome, slots: u32) -> Stri
 }
 
 /// The hand-off variables, in a fixed order: [`ENV_WORLD_SIZE`], [`ENV_RANK`],
-/// [`ENV_COORDINATOR`], [`ENV_COORDINATOR_ADDR`], [`ENV_PEER_NAMES`].
+/// [`ENV_COORDINATOR`], [`ENV_COORDINATOR_ADDR`], [`ENV_PEER_NAMES`], and
+/// [`ENV_ROUND`] for a serving sidecar's hand-off.
 /// Variables without a value are left out rather than set empty, so
 /// `${PEERGATE_RANK:?}` or `set -u` catch them.
 pub fn env_vars(outcome: &GateOutcome) -> Vec<(String, String)> {
@@ -67,6 +70,9 @@ pub fn env_vars(outcome: &GateOutcome) -> Vec<(String, String)> {
         .map(|p| display_name(&p.name))
         .collect();
     vars.push((ENV_PEER_NAMES.to_owned(), names.join(" ")));
+    if let Some(round) = outcome.round {
+        vars.push((ENV_ROUND.to_owned(), round.to_string()));
+    }
     vars
 }
 
@@ -150,6 +156,7 @@ fn render_lines(outcome: &GateOutcome, line: impl Fn(&str) -> String) -> String 
 /// The JSON document, keys in this order:
 ///
 /// - `self_index`: this pod's completion index, or `null`;
+/// - `round`: a serving sidecar's round (only in its hand-off);
 /// - `world_size`: the number of peers;
 /// - `peers[]`: `index` (completion index or `null` for `--hosts` peers),
 ///   `name` (no trailing dot), `addresses` (every resolved address, resolver
@@ -159,6 +166,8 @@ fn render_lines(outcome: &GateOutcome, line: impl Fn(&str) -> String) -> String 
 #[derive(Serialize)]
 struct JsonHostfile<'a> {
     self_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    round: Option<u32>,
     world_size: usize,
     peers: Vec<JsonPeer<'a>>,
 }
@@ -176,6 +185,7 @@ struct JsonPeer<'a> {
 fn render_json(outcome: &GateOutcome) -> String {
     let doc = JsonHostfile {
         self_index: outcome.self_index,
+        round: outcome.round,
         world_size: outcome.peers.len(),
         peers: outcome
             .peers
@@ -348,6 +358,7 @@ mod tests {
     fn ipv4_job() -> GateOutcome {
         GateOutcome {
             self_index: Some(1),
+            round: None,
             peers: (0..3)
                 .map(|i| {
                     let addr = format!("10.244.{i}.5");
@@ -362,6 +373,7 @@ mod tests {
     fn dual_stack_job() -> GateOutcome {
         GateOutcome {
             self_index: Some(2),
+            round: None,
             peers: vec![
                 peer(
                     Some(0),
@@ -390,6 +402,7 @@ mod tests {
     fn hosts_peers(self_index: Option<u32>) -> GateOutcome {
         GateOutcome {
             self_index,
+            round: None,
             peers: vec![
                 peer(
                     None,
@@ -438,6 +451,7 @@ mod tests {
         // longer returns.
         let outcome = GateOutcome {
             self_index: None,
+            round: None,
             peers: vec![peer(
                 Some(0),
                 "job-0.svc",
@@ -462,6 +476,7 @@ mod tests {
         );
         let bracketed = GateOutcome {
             self_index: None,
+            round: None,
             peers: vec![peer(None, "[fd00::9]", &[], None)],
         };
         assert_eq!(
@@ -503,6 +518,7 @@ mod tests {
     fn empty_peer_list_gives_empty_line_formats() {
         let none = GateOutcome {
             self_index: Some(0),
+            round: None,
             peers: vec![],
         };
         for format in [
@@ -594,6 +610,7 @@ mod tests {
         );
         let none = GateOutcome {
             self_index: None,
+            round: None,
             peers: vec![],
         };
         assert_eq!(
@@ -602,6 +619,7 @@ mod tests {
         );
         let two_addrs = GateOutcome {
             self_index: None,
+            round: None,
             peers: vec![peer(None, "a", &["fd00::1", "10.0.0.1"], None)],
         };
         assert!(render(HostfileFormat::Json, &two_addrs, 1).contains(
@@ -615,11 +633,13 @@ mod tests {
         let odd = "a\"b\\c\n\u{7}é";
         let outcome = GateOutcome {
             self_index: Some(0),
+            round: None,
             peers: vec![peer(Some(0), odd, &[], None)],
         };
         assert_eq!(parse_json(&outcome)["peers"][0]["name"], odd);
         let empty = parse_json(&GateOutcome {
             self_index: None,
+            round: None,
             peers: vec![],
         });
         assert_eq!(empty["world_size"], 0);
@@ -672,6 +692,7 @@ mod tests {
         // --indices 0,2,5 seen from pod 5: rank 2 of world size 3.
         let subset = GateOutcome {
             self_index: Some(5),
+            round: None,
             peers: [0, 2, 5]
                 .map(|i| peer(Some(i), &fqdn(i), &["10.0.0.1"], Some("10.0.0.1")))
                 .to_vec(),
@@ -681,6 +702,7 @@ mod tests {
         // --indices 0 (wait for the leader only) seen from pod 4.
         let leader_only = GateOutcome {
             self_index: Some(4),
+            round: None,
             peers: vec![peer(Some(0), &fqdn(0), &["10.0.0.1"], Some("10.0.0.1"))],
         };
         assert_eq!(lookup(&env_vars(&leader_only), ENV_RANK), None);
@@ -693,6 +715,7 @@ mod tests {
     fn coordinator_is_index_zero_else_the_first_peer() {
         let subset = GateOutcome {
             self_index: Some(2),
+            round: None,
             peers: vec![
                 peer(Some(2), "job-2.svc", &["10.0.0.2"], Some("10.0.0.2")),
                 peer(
@@ -712,6 +735,7 @@ mod tests {
 
         let without_zero = GateOutcome {
             self_index: Some(3),
+            round: None,
             peers: vec![
                 peer(Some(3), "job-3.svc", &["10.0.0.3"], Some("10.0.0.3")),
                 peer(Some(7), "job-7.svc", &["10.0.0.7"], Some("10.0.0.7")),
@@ -742,6 +766,7 @@ mod tests {
     fn coordinator_without_address_has_no_addr_variable_and_no_peers_no_coordinator() {
         let unresolved = GateOutcome {
             self_index: Some(0),
+            round: None,
             peers: vec![peer(Some(0), "job-0.svc", &[], None)],
         };
         let got = env_vars(&unresolved);
@@ -750,6 +775,7 @@ mod tests {
 
         let none = GateOutcome {
             self_index: None,
+            round: None,
             peers: vec![],
         };
         assert_eq!(
@@ -829,6 +855,7 @@ mod tests {
             hosts_peers(Some(0)),
             GateOutcome {
                 self_index: Some(0),
+                round: None,
                 peers: vec![
                     peer(Some(0), odd, &["10.0.0.1"], Some("10.0.0.1")),
                     peer(Some(1), "plain", &["10.0.0.2"], Some("10.0.0.2")),

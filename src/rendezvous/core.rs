@@ -639,14 +639,16 @@ impl Core {
             Event::Finishing(index) => {
                 info!(
                     index,
-                    "the group is finishing: index {index}'s workload is done for good, so no                      round restarts from now on"
+                    "the group is finishing: index {index}'s workload is done for good, so no \
+                     round restarts from now on"
                 );
             }
             Event::Overdue(round) => {
                 warn!(
                     round,
                     after = %human(at),
-                    "the workload of round {round} did not report its command stopped within its                      grace; joining the next round without waiting longer"
+                    "the workload of round {round} did not report its command stopped within its \
+                     grace; joining the next round without waiting longer"
                 );
             }
         }
@@ -699,10 +701,12 @@ impl Core {
         let after = self.since_start(now);
         self.released = Some(after);
         if self.settings.serve {
+            let round = self.rounds.released().map_or(1, |r| r.round);
             info!(
                 peers = self.world(),
                 elapsed = %human(after),
-                "all {} peers met after {}; serving",
+                round,
+                "all {} peers met after {}, in round {round}; serving",
                 self.world(),
                 human(after)
             );

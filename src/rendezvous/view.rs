@@ -181,6 +181,11 @@ impl Core {
     pub fn outcome(&self, self_index: Option<u32>) -> GateOutcome {
         GateOutcome {
             self_index,
+            round: if self.settings.serve {
+                self.rounds.released().map(|r| r.round)
+            } else {
+                None
+            },
             peers: (0..self.world())
                 .map(|i| {
                     let addrs = self

@@ -14,6 +14,9 @@ use crate::outcome::{GateOutcome, PeerOutcome};
 pub struct AwaitAnswer {
     /// This pod's index among the peers.
     pub rank: Option<u32>,
+    /// The round this hand-off is of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
     pub peers: Vec<AwaitPeer>,
 }
 
@@ -29,6 +32,7 @@ impl AwaitAnswer {
     pub fn from_outcome(outcome: &GateOutcome) -> Self {
         AwaitAnswer {
             rank: outcome.self_index,
+            round: outcome.round,
             peers: outcome
                 .peers
                 .iter()
@@ -52,6 +56,7 @@ impl AwaitAnswer {
     pub fn into_outcome(self) -> GateOutcome {
         GateOutcome {
             self_index: self.rank,
+            round: self.round,
             peers: self
                 .peers
                 .into_iter()
@@ -75,6 +80,7 @@ mod tests {
     fn the_await_answer_keeps_its_wire_form() {
         let outcome = GateOutcome {
             self_index: Some(1),
+            round: None,
             peers: vec![PeerOutcome {
                 index: Some(0),
                 name: "job-0.svc".into(),
@@ -89,6 +95,7 @@ mod tests {
         );
         let none = GateOutcome {
             self_index: None,
+            round: None,
             peers: Vec::new(),
         };
         assert_eq!(

@@ -129,6 +129,7 @@ mod tests {
     fn the_sidecars_answer_parses_back_into_the_handoff() {
         let outcome = GateOutcome {
             self_index: Some(1),
+            round: None,
             peers: (0..3)
                 .map(|i| PeerOutcome {
                     index: Some(i),

@@ -8,7 +8,9 @@
 mod answer;
 pub mod await_client;
 pub mod http;
+pub mod lease;
 pub mod serve;
+pub mod workload;
 mod writer;
 
 use std::net::Ipv4Addr;
@@ -64,11 +66,12 @@ pub(crate) async fn run<R: Resolve>(
     };
     let mut servers = tokio::task::JoinSet::new();
     let status = barrier.status();
-    // With a hostfile, the endpoints see the release once it is written.
-    let mut endpoints_status = status.clone();
+    // With a hostfile, the endpoints see a round released once its
+    // hand-off is written.
+    let mut written = None;
     if let Some(spec) = config.hostfile.clone() {
         let (writer, on_change) = HostfileWriter::new(spec);
-        endpoints_status = writer.status();
+        written = Some(writer.status());
         barrier.on_change(on_change);
         servers.spawn(writer.run());
     }
@@ -76,7 +79,8 @@ pub(crate) async fn run<R: Resolve>(
     barrier.control(control_rx);
     let endpoints = serve::Endpoints {
         control: control_tx,
-        status: endpoints_status,
+        status: status.clone(),
+        written,
     };
     servers.spawn(serve::serve(await_listener, endpoints.clone(), true));
     if let Some(l) = health_listener {

@@ -5,7 +5,7 @@
 //! | path       | answers                                                    |
 //! |------------|------------------------------------------------------------|
 //! | `/livez`   | 200 while the process runs                                 |
-//! | `/readyz`  | 200 once released, 503 before                              |
+//! | `/readyz`  | 200 while the current round is released, 503 otherwise     |
 //! | `/peers`   | JSON: every index, its live incarnation, address, state    |
 //! | `/metrics` | Prometheus text                                            |
 //! | `/await`   | loopback only: blocks until released, then the hand-off    |
@@ -23,7 +23,8 @@ use tracing::debug;
 use super::answer::AwaitAnswer;
 use super::http::{self, Parsed, Response};
 use crate::outcome::GateOutcome;
-use crate::rendezvous::proto::{Record, State};
+use crate::rendezvous::proto::{Record, State, Work};
+use crate::rendezvous::rounds::{EndCause, Rounds};
 use crate::rendezvous::{Control, Snapshot, Status};
 
 /// HTTP connections served at once per listener, and per source address:
@@ -36,11 +37,18 @@ const PER_SOURCE: usize = 4;
 #[derive(Clone)]
 pub struct Endpoints {
     pub control: mpsc::Sender<Control>,
+    /// The engine's status.
     pub status: watch::Receiver<Status>,
+    /// The hostfile writer's, when there is a hostfile: a round shows as
+    /// released only once its hand-off is written.
+    pub written: Option<watch::Receiver<Status>>,
 }
 
 impl Endpoints {
-    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Control) -> Option<T> {
+    pub(super) async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.control.send(request(tx)).await.ok()?;
         rx.await.ok()
@@ -49,20 +57,63 @@ impl Endpoints {
     async fn snapshot(&self) -> Option<Snapshot> {
         self.ask(Control::Snapshot).await
     }
+
+    /// The status as the endpoints show it: the engine's, with a round
+    /// that is not written yet shown as not released.
+    pub fn current(&self) -> Status {
+        let mut s = self.status.borrow().clone();
+        if let Some(written) = &self.written {
+            let w = written.borrow();
+            if !w.released {
+                s.released = false;
+                s.live = false;
+            } else if w.round < s.round {
+                s.live = false;
+            }
+        }
+        s
+    }
+
+    /// Waits until the shown status satisfies `ready`; `None` once the
+    /// engine is gone.
+    pub async fn wait_for(&mut self, ready: impl Fn(&Status) -> bool) -> Option<Status> {
+        loop {
+            let now = self.current();
+            if ready(&now) {
+                return Some(now);
+            }
+            let written = async {
+                match self.written.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.status.changed() => changed.ok()?,
+                changed = written => changed.ok()?,
+            }
+        }
+    }
 }
 
-/// Serves HTTP on `listener` until the future is dropped. `/await` is
-/// answered only when `with_await` (the loopback listener).
+/// Serves HTTP on `listener` until the future is dropped. `/await` and
+/// `/run` are answered only when `with_await` (the loopback listener, where
+/// every connection comes from the pod itself, so no source limit applies).
 pub async fn serve(listener: TcpListener, endpoints: Endpoints, with_await: bool) {
     let mut tasks: JoinSet<IpAddr> = JoinSet::new();
     let mut per_source: HashMap<IpAddr, usize> = HashMap::new();
+    let per_source_limit = if with_await {
+        MAX_CONNECTIONS
+    } else {
+        PER_SOURCE
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let source = remote.ip().to_canonical();
                     let open = per_source.entry(source).or_default();
-                    if *open >= PER_SOURCE || tasks.len() >= MAX_CONNECTIONS {
+                    if *open >= per_source_limit || tasks.len() >= MAX_CONNECTIONS {
                         debug!(remote = %remote, "health: too many connections; closing this one");
                         continue;
                     }
@@ -102,6 +153,10 @@ async fn handle(mut stream: TcpStream, endpoints: Endpoints, with_await: bool) {
         }
         Ok(Parsed::NeedMore) | Err(_) => return,
     };
+    if with_await && request.path == "/run" && request.method == "GET" {
+        super::lease::serve(stream, request, endpoints).await;
+        return;
+    }
     let head_only = request.method == "HEAD";
     let response = if request.method != "GET" && !head_only {
         Response::text(405, "only GET and HEAD\n")
@@ -115,8 +170,11 @@ async fn answer(path: &str, endpoints: &Endpoints, with_await: bool) -> Response
     match path {
         "/livez" => Response::text(200, "ok\n"),
         "/readyz" => {
-            if endpoints.status.borrow().released {
+            let status = endpoints.current();
+            if status.live {
                 Response::text(200, "released\n")
+            } else if status.released {
+                Response::text(503, not_live(&status))
             } else {
                 match endpoints.snapshot().await {
                     Some(s) => Response::text(
@@ -147,8 +205,8 @@ async fn answer(path: &str, endpoints: &Endpoints, with_await: bool) -> Response
             None => Response::text(503, "stopping\n"),
         },
         "/await" if with_await => {
-            let mut status = endpoints.status.clone();
-            if status.wait_for(|s| s.released).await.is_err() {
+            let mut endpoints = endpoints.clone();
+            if endpoints.wait_for(|s| s.released).await.is_none() {
                 return Response::text(503, "stopping\n");
             }
             match endpoints.ask(Control::Outcome).await {
@@ -157,6 +215,22 @@ async fn answer(path: &str, endpoints: &Endpoints, with_await: bool) -> Response
             }
         }
         _ => Response::text(404, "not found\n"),
+    }
+}
+
+/// Why `/readyz` says no after the first release.
+fn not_live(status: &Status) -> String {
+    match status.end {
+        Some(cause) if status.finishing => format!(
+            "round {} ended: {cause}; the group is finishing, no round follows\n",
+            status.round
+        ),
+        Some(cause) => format!(
+            "round {} ended: {cause}; forming round {}\n",
+            status.round,
+            status.round + 1
+        ),
+        None => format!("round {}: writing its hand-off\n", status.round),
     }
 }
 
@@ -188,18 +262,52 @@ pub fn peers_json(s: &Snapshot) -> String {
                 "instance": p.record.as_ref().map(|r| r.instance.to_string()),
                 "linked": p.linked,
                 "since_seconds": p.since.map(|d| d.as_secs_f64()),
+                "round": p.record.as_ref().map(|r| r.claim.round),
+                "workload": p.record.as_ref().map(|r| work_json(r.claim.work)),
             })
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "world_size": s.world,
         "index": s.index,
         "instance": s.instance.to_string(),
         "released": s.released_after.is_some(),
         "released_after_seconds": s.released_after.map(|d| d.as_secs_f64()),
         "peers": peers,
+    });
+    if let Some(rounds) = &s.rounds {
+        doc["round"] = rounds_json(rounds);
+    }
+    doc.to_string()
+}
+
+/// `/peers`' `round`: the latest round released here and how it stands.
+fn rounds_json(rounds: &Rounds) -> serde_json::Value {
+    let released = rounds.released();
+    let ended = released.and_then(|r| r.ended);
+    json!({
+        "number": released.map(|r| r.round),
+        "live": rounds.live().is_some(),
+        "joined": rounds.joined(),
+        "released_at_seconds": released.map(|r| r.at.as_secs_f64()),
+        "ended": ended.map(|(cause, at)| json!({
+            "cause": cause.name(),
+            "index": cause.index(),
+            "code": match cause { EndCause::Failed { code, .. } => Some(code), _ => None },
+            "at_seconds": at.as_secs_f64(),
+        })),
+        "restarts": rounds.ended_count(),
+        "finishing": rounds.finishing().is_some(),
+        "formed_last_seconds": rounds.formed().last.as_secs_f64(),
     })
-    .to_string()
+}
+
+fn work_json(work: Work) -> serde_json::Value {
+    match work {
+        Work::Running => json!({"state": "running"}),
+        Work::Failed { round, code } => json!({"state": "failed", "round": round, "code": code}),
+        Work::Exited { round, code } => json!({"state": "exited", "round": round, "code": code}),
+    }
 }
 
 /// What `/await` hands to `peergate await`: enough to set the hand-off
@@ -246,6 +354,9 @@ pub fn metrics(s: &Snapshot) -> String {
         "Time since this instance started.",
         s.uptime.as_secs_f64(),
     );
+    if let Some(rounds) = &s.rounds {
+        round_metrics(&mut out, rounds);
+    }
     let _ = writeln!(
         out,
         "# HELP peergate_barrier_readmissions_total Peers replaced, moved or back after the release.\n\
@@ -265,6 +376,42 @@ pub fn metrics(s: &Snapshot) -> String {
         );
     }
     out
+}
+
+/// The rounds' series: the round, the restarts, how long rounds took to
+/// form.
+fn round_metrics(out: &mut String, rounds: &Rounds) {
+    let released = rounds.released();
+    let formed = rounds.formed();
+    let _ = writeln!(
+        out,
+        "# HELP peergate_round The latest round released here (0 before the first).\n\
+         # TYPE peergate_round gauge\n\
+         peergate_round {}\n\
+         # HELP peergate_round_live 1 while that round is released and has not ended.\n\
+         # TYPE peergate_round_live gauge\n\
+         peergate_round_live {}\n\
+         # HELP peergate_round_restarts_total Rounds that ended here (each a group restart).\n\
+         # TYPE peergate_round_restarts_total counter\n\
+         peergate_round_restarts_total {}\n\
+         # HELP peergate_round_finishing 1 once a member's workload is done for good.\n\
+         # TYPE peergate_round_finishing gauge\n\
+         peergate_round_finishing {}\n\
+         # HELP peergate_round_formation_seconds Time from joining a round to its release.\n\
+         # TYPE peergate_round_formation_seconds summary\n\
+         peergate_round_formation_seconds_sum {}\n\
+         peergate_round_formation_seconds_count {}\n\
+         # HELP peergate_round_last_formation_seconds How long the latest released round took to form.\n\
+         # TYPE peergate_round_last_formation_seconds gauge\n\
+         peergate_round_last_formation_seconds {}",
+        released.map_or(0, |r| r.round),
+        u8::from(rounds.live().is_some()),
+        rounds.ended_count(),
+        u8::from(rounds.finishing().is_some()),
+        formed.sum.as_secs_f64(),
+        formed.count,
+        formed.last.as_secs_f64(),
+    );
 }
 
 #[cfg(test)]
@@ -364,6 +511,7 @@ mod tests {
     fn the_handoff_json_carries_rank_and_peers() {
         let outcome = GateOutcome {
             self_index: Some(0),
+            round: None,
             peers: vec![PeerOutcome {
                 index: Some(0),
                 name: "job-0.svc".into(),

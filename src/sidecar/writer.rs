@@ -40,7 +40,7 @@ impl HostfileWriter {
     }
 
     /// Released once the first hostfile write has ended (written, or failed
-    /// and logged).
+    /// and logged), with the latest round written.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.written.subscribe()
     }
@@ -53,6 +53,7 @@ impl HostfileWriter {
                 continue;
             };
             let spec = self.spec.clone();
+            let round = outcome.round.unwrap_or(0);
             let written = tokio::task::spawn_blocking(move || {
                 let text = handoff::render(spec.format, &outcome, spec.slots);
                 handoff::write_atomic(&spec.path, &text)
@@ -65,7 +66,10 @@ impl HostfileWriter {
                 Ok(Err(e)) => error!("{e}"),
                 Err(e) => error!("the hostfile writer stopped: {e}"),
             }
-            self.written.send_modify(|s| s.released = true);
+            self.written.send_modify(|s| {
+                s.released = true;
+                s.round = s.round.max(round);
+            });
         }
     }
 }
@@ -80,6 +84,7 @@ mod tests {
     fn outcome(addr: &str) -> GateOutcome {
         GateOutcome {
             self_index: Some(0),
+            round: None,
             peers: vec![PeerOutcome {
                 index: Some(0),
                 name: "job-0.svc".into(),
