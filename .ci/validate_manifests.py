@@ -217,9 +217,9 @@ class Checker:
                 args = command[1:] + (c.get("args") or [])
             else:
                 continue
-            # `peergate await` waits for the local --serve instance and takes
-            # none of the gate's peer flags: it is not a gate.
-            if args[:1] == ["await"]:
+            # `peergate await` and `peergate run` wait for the local --serve
+            # instance and take none of the gate's peer flags: not gates.
+            if args[:1] in (["await"], ["run"]):
                 continue
             yield key, c, args
 

@@ -25,6 +25,7 @@ mod gate;
 mod handoff;
 mod hosts_file;
 mod identity;
+mod install;
 pub mod logging;
 mod net;
 mod outcome;
@@ -36,7 +37,7 @@ mod resolv_conf;
 pub mod run;
 mod schedule;
 mod sidecar;
-pub mod supervise;
+mod supervise;
 mod values;
 /// The health endpoints' request parser, where `fuzz/` drives it.
 pub use sidecar::http;

@@ -59,6 +59,11 @@ scenarios!(
     c02_sidecar_replaced_after_release,
     c03_sidecar_replaced_after_release_negative_cache,
     c04_sidecar_early_finisher,
+    r01_rounds_replaced_after_release,
+    r02_rounds_workload_fails,
+    r03_rounds_max_restarts,
+    r04_rounds_finishing,
+    r05_rounds_stalled_sidecar,
 );
 
 /// `-- COMMAND` replaces peergate: the command runs under peergate's PID

@@ -4,6 +4,7 @@
 //! Flattened into [`super::Args`] in the order `--help` shows them.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::builder::FalseyValueParser;
 
@@ -172,6 +173,18 @@ pub struct ServeOnly {
         help_heading = "Barrier"
     )]
     pub health_port: Option<u16>,
+
+    /// With --serve: copy this peergate binary to PATH (mode 0755, replaced
+    /// atomically) before serving, so a workload container without
+    /// peergate can run `PATH run -- COMMAND` from a shared emptyDir.
+    #[arg(
+        long,
+        env = "PEERGATE_INSTALL",
+        value_name = "PATH",
+        value_parser = clap::value_parser!(PathBuf),
+        help_heading = "Barrier"
+    )]
+    pub install: Option<PathBuf>,
 }
 
 /// How the hostfile is written (need `--write-hostfile`).

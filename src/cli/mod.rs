@@ -22,9 +22,9 @@ mod run_args;
 
 use await_args::AWAIT_ABOUT;
 pub use await_args::AwaitArgs;
+pub use groups::{BarrierOnly, HostfileOptions, JobPeers, PingOnly, ServeOnly, ServiceNaming};
 use run_args::RUN_ABOUT;
 pub use run_args::RunArgs;
-pub use groups::{BarrierOnly, HostfileOptions, JobPeers, PingOnly, ServeOnly, ServiceNaming};
 
 use crate::duration::{self, Deadline};
 use crate::identity;

@@ -6,7 +6,7 @@ use super::*;
 fn parse(args: &[&str]) -> Result<Args, clap::Error> {
     match parse_from(std::iter::once("peergate").chain(args.iter().copied()))? {
         Invocation::Gate(args) => Ok(*args),
-        Invocation::Await(_) => panic!("not the gate"),
+        Invocation::Await(_) | Invocation::Run(_) => panic!("not the gate"),
     }
 }
 
@@ -49,6 +49,36 @@ fn await_is_a_subcommand_and_no_subcommand_is_the_gate() {
     assert_eq!(subcommand_of(&argv(&["--peers", "3"])), None);
     // A gate flag before `await` is not a way to reach it.
     assert!(parse_from(argv(&["--peers", "3", "await"])).is_err());
+}
+
+#[test]
+fn run_is_a_subcommand_with_a_required_command_and_typed_flags() {
+    let argv = |args: &[&str]| -> Vec<OsString> {
+        std::iter::once("peergate")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect()
+    };
+    let Ok(Invocation::Run(r)) = parse_from(argv(&["run", "--grace", "2s", "--", "x", "-y"]))
+    else {
+        panic!("not run");
+    };
+    assert_eq!(r.command, [OsString::from("x"), OsString::from("-y")]);
+    assert_eq!(r.grace, Duration::from_secs(2));
+    assert_eq!((r.port, r.max_restarts), (7471, 3));
+    assert_eq!(r.timeout, Deadline(Some(Duration::from_secs(600))));
+    // Nothing to run is a usage error, and so is a grace past an hour.
+    assert!(parse_from(argv(&["run"])).is_err());
+    assert!(parse_from(argv(&["run", "--grace", "2h", "--", "x"])).is_err());
+    assert!(parse_from(argv(&["run", "--max-restarts", "-1", "--", "x"])).is_err());
+    let Ok(Invocation::Run(r)) = parse_from(argv(&["run", "--grace", "0", "--", "x"])) else {
+        panic!("not run");
+    };
+    assert_eq!(r.grace, Duration::ZERO);
+    assert_eq!(
+        subcommand_of(&argv(&["run", "--bad"])).as_deref(),
+        Some("run")
+    );
 }
 
 #[test]

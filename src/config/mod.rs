@@ -82,21 +82,23 @@ pub struct PingPlan {
 #[derive(Debug, Clone)]
 pub struct BarrierPlan {
     pub settings: rendezvous::Settings,
-    sidecar: SidecarPorts,
+    sidecar: SidecarPlan,
 }
 
 /// The loopback port of `peergate await` and the health port of a serving
 /// barrier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SidecarPorts {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarPlan {
     pub await_port: u16,
     pub health_port: Option<u16>,
+    /// Where to copy this binary before serving (`--install`).
+    pub install: Option<PathBuf>,
 }
 
 impl BarrierPlan {
     /// The sidecar's ports, with `--serve`.
-    pub fn serving(&self) -> Option<SidecarPorts> {
-        self.settings.serve.then_some(self.sidecar)
+    pub fn serving(&self) -> Option<SidecarPlan> {
+        self.settings.serve.then(|| self.sidecar.clone())
     }
 }
 
@@ -389,7 +391,7 @@ fn barrier_plan(
 
 /// The ports of `--serve`, checked against each other and the barrier's;
 /// without `--serve`, given at all they would be ignored: an error.
-fn sidecar_ports(args: &Args) -> Result<SidecarPorts, ConfigError> {
+fn sidecar_ports(args: &Args) -> Result<SidecarPlan, ConfigError> {
     if !args.barrier.serve {
         if let Some(id) = args.first_given::<ServeOnly>() {
             return Err(ConfigError::Conflict(format!(
@@ -427,9 +429,10 @@ fn sidecar_ports(args: &Args) -> Result<SidecarPorts, ConfigError> {
             ));
         }
     }
-    Ok(SidecarPorts {
+    Ok(SidecarPlan {
         await_port: args.sidecar.await_port,
         health_port: args.sidecar.health_port,
+        install: args.sidecar.install.clone(),
     })
 }
 

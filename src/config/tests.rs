@@ -574,6 +574,7 @@ fn wrong_mode_flags_are_errors_naming_the_flag() {
             "serve" => &["--serve"],
             "await_port" => &["--await-port", "7000"],
             "health_port" => &["--health-port", "7001"],
+            "install" => &["--install", "/shared/peergate"],
             "probe" => &["--probe", "tcp"],
             "hostfile_format" => &["--hostfile-format", "json"],
             "slots" => &["--slots", "2"],

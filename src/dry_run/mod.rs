@@ -129,6 +129,8 @@ struct BarrierEntry {
     serve: bool,
     await_port: Option<u16>,
     health_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    install: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -371,8 +373,9 @@ fn barrier_entry(plan: &BarrierPlan) -> BarrierEntry {
         service: s.service.clone(),
         connect_timeout: s.connect_timeout,
         serve: serving.is_some(),
-        await_port: serving.map(|p| p.await_port),
-        health_port: serving.and_then(|p| p.health_port),
+        await_port: serving.as_ref().map(|p| p.await_port),
+        health_port: serving.as_ref().and_then(|p| p.health_port),
+        install: serving.and_then(|p| p.install),
     }
 }
 

@@ -258,9 +258,14 @@ fn serve_text(b: &BarrierEntry) -> String {
         || "no health endpoints".into(),
         |p| format!("/livez /readyz /peers /metrics on port {p}"),
     );
+    let install = b
+        .install
+        .as_ref()
+        .map(|p| format!("; first copies itself to {}", p.display()))
+        .unwrap_or_default();
     format!(
-        "stays after the release: `peergate await` on 127.0.0.1:{await_port}, {health}; exit 0 \
-         on SIGTERM"
+        "stays after the release: `peergate await` and `peergate run` on \
+         127.0.0.1:{await_port}, {health}; exit 0 on SIGTERM{install}"
     )
 }
 

@@ -94,7 +94,11 @@ impl SidecarLine {
 pub fn parse_query(query: Option<&str>) -> Result<(u32, Duration), String> {
     let mut after = 0;
     let mut grace = DEFAULT_GRACE;
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "after" => after = value.parse().map_err(|_| format!("bad after={value}"))?,
@@ -231,7 +235,10 @@ async fn finishing_index(endpoints: &Endpoints) -> u32 {
         .unwrap_or(0)
 }
 
-async fn send(writer: &mut (impl AsyncWriteExt + Unpin), line: &impl Serialize) -> std::io::Result<()> {
+async fn send(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    line: &impl Serialize,
+) -> std::io::Result<()> {
     let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
     text.push('\n');
     writer.write_all(text.as_bytes()).await
@@ -294,10 +301,7 @@ mod tests {
             parse_query(Some("after=3&grace=1500")).unwrap(),
             (3, Duration::from_millis(1500))
         );
-        assert_eq!(
-            parse_query(Some("grace=99999999999")).unwrap().1,
-            MAX_GRACE
-        );
+        assert_eq!(parse_query(Some("grace=99999999999")).unwrap().1, MAX_GRACE);
         assert!(parse_query(Some("after=x")).is_err());
         assert!(parse_query(Some("after=-1")).is_err());
         assert!(parse_query(Some("what=1")).is_err());

@@ -20,7 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::sleep;
 use tracing::{error, info};
 
-use crate::config::{Config, SidecarPorts};
+use crate::config::{Config, SidecarPlan};
 use crate::dns::Resolve;
 use crate::duration::human;
 use crate::exit::{Exit, Signals, Stop};
@@ -41,9 +41,24 @@ const LEAVE_GRACE: Duration = Duration::from_secs(1);
 pub(crate) async fn run<R: Resolve>(
     mut barrier: Rendezvous<R>,
     config: &Config,
-    ports: SidecarPorts,
+    ports: SidecarPlan,
     signals: &mut Signals,
 ) -> Exit {
+    if let Some(path) = &ports.install {
+        match crate::install::install_self(path) {
+            Ok(size) => info!(
+                path = %path.display(),
+                bytes = size,
+                "installed peergate at {} for `{} run`",
+                path.display(),
+                path.display()
+            ),
+            Err(e) => {
+                error!("{e}");
+                return Exit::Failure;
+            }
+        }
+    }
     let await_port = ports.await_port;
     let await_listener = match crate::net::listen(Some(Ipv4Addr::LOCALHOST.into()), await_port) {
         Ok(l) => l,

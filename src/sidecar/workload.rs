@@ -58,7 +58,9 @@ impl Lease {
         let mut text = serde_json::to_string(&line).expect("plain enums serialize");
         text.push('\n');
         if let Err(e) = self.writer.write_all(text.as_bytes()).await {
-            warn!("cannot tell the sidecar ({e}); it learns of this pod's command when its lease ends");
+            warn!(
+                "cannot tell the sidecar ({e}); it learns of this pod's command when its lease ends"
+            );
         }
     }
 
@@ -275,9 +277,18 @@ async fn own_failure(
     error!(round, code, "round {round}: the command failed ({status})");
     lease.send(RunLine::Failed { code }).await;
     let end = tokio::time::timeout(END_WAIT, lease.next()).await;
-    let finishing = matches!(end, Ok(Some(SidecarLine::End { finishing: true, .. })));
+    let finishing = matches!(
+        end,
+        Ok(Some(SidecarLine::End {
+            finishing: true,
+            ..
+        }))
+    );
     if finishing {
-        error!(round, "the group is finishing: nobody restarts; exiting {code}");
+        error!(
+            round,
+            "the group is finishing: nobody restarts; exiting {code}"
+        );
         return Round::Exit(Exit::Handoff(code));
     }
     if exhausted {
@@ -323,7 +334,12 @@ async fn next_before(lease: &mut Lease, until: Option<Instant>) -> Result<Option
 
 /// Opens a lease on the sidecar at `port`, retrying while it does not
 /// listen yet, until `until`.
-async fn connect(port: u16, after: u32, grace: Duration, until: Option<Instant>) -> Result<Lease, Exit> {
+async fn connect(
+    port: u16,
+    after: u32,
+    grace: Duration,
+    until: Option<Instant>,
+) -> Result<Lease, Exit> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut pause = Duration::from_millis(5);
     loop {

@@ -183,6 +183,11 @@ pub struct EventSpec {
     pub pods: Vec<usize>,
     /// For `signal`: TERM, INT, ...
     pub signal: Option<String>,
+    /// For `signal`: which process of the pod gets it, the latest of its
+    /// kind: `main` (default: the program, or the workload of a pod with a
+    /// sidecar), `await` or `sidecar` (only with `[run] sidecar`).
+    #[serde(default)]
+    pub proc: ProcKind,
     /// For `delete`: leave the DNS record (stale) until the next start.
     #[serde(default)]
     pub keep_record: bool,
@@ -214,6 +219,9 @@ pub struct ExpectSpec {
     /// Each entry: some stdout line contains all of these strings.
     #[serde(default)]
     pub stdout: Vec<Vec<String>>,
+    /// Each entry: no stdout line contains all of these strings.
+    #[serde(default)]
+    pub stdout_not: Vec<Vec<String>>,
     /// At most this many stderr lines (a log flood fails it).
     pub stderr_max_lines: Option<usize>,
     /// Which process of the pod: `main` (default), `await` or `sidecar`.
@@ -376,6 +384,15 @@ impl Scenario {
             }
             if e.action == Action::Signal && e.signal.as_deref().and_then(signal_number).is_none() {
                 return Err(format!("signal event needs a known signal: {:?}", e.signal));
+            }
+            if e.proc != ProcKind::Main && e.action != Action::Signal {
+                return Err(format!("event {:?}: `proc` is for signal events", e.action));
+            }
+            if e.proc != ProcKind::Main && self.run.sidecar.is_empty() {
+                return Err(format!(
+                    "signal event to the {:?} process needs [run] sidecar",
+                    e.proc
+                ));
             }
         }
         for x in &self.expects {
@@ -659,7 +676,7 @@ impl Scenario {
                         Action::Unpublish => run.bed.unpublish(i),
                         Action::Signal => {
                             let sig = e.signal.as_deref().and_then(signal_number).unwrap();
-                            if let Some(id) = run.last_proc(i) {
+                            if let Some(id) = run.last_of(e.proc, i) {
                                 run.bed.proc(id).signal(sig);
                             }
                         }
@@ -786,16 +803,21 @@ impl Scenario {
                 return Err(format!("{n} stderr lines, at most {max} expected"));
             }
         }
-        for words in &x.stderr_not {
-            let words: Vec<String> = words
-                .iter()
-                .map(|w| expand(w, &run.bed, self, Some(i)))
-                .collect();
-            if let Some(l) = stderr
-                .lines()
-                .find(|l| words.iter().all(|w| l.contains(w.as_str())))
-            {
-                return Err(format!("stderr line {l:?} contains all of {words:?}"));
+        for (unwanted, text, label) in [
+            (&x.stderr_not, &stderr, "stderr"),
+            (&x.stdout_not, &stdout, "stdout"),
+        ] {
+            for words in unwanted {
+                let words: Vec<String> = words
+                    .iter()
+                    .map(|w| expand(w, &run.bed, self, Some(i)))
+                    .collect();
+                if let Some(l) = text
+                    .lines()
+                    .find(|l| words.iter().all(|w| l.contains(w.as_str())))
+                {
+                    return Err(format!("{label} line {l:?} contains all of {words:?}"));
+                }
             }
         }
         Ok(())
