@@ -643,6 +643,157 @@ fn a_standalone_barrier_of_three_on_one_host() {
     }
 }
 
+/// A serving group of three on loopback (127.0.2.1-3), each pod a sidecar
+/// and a `peergate run` with its own command; returns the runs' outputs,
+/// after which the sidecars get SIGTERM and must exit 0.
+fn supervised_group(pod: &Pod, run_args: &[&str], commands: [&str; 3]) -> Vec<Output> {
+    let hosts = "127.0.2.1,127.0.2.2,127.0.2.3";
+    let ports = ports::free_ports(1 + 3 + 3);
+    let port = ports[0].to_string();
+    let install = pod.path("bin-peergate");
+    let sidecars: Vec<_> = (0..3)
+        .map(|i| {
+            let await_port = ports[1 + i].to_string();
+            let health = ports[4 + i].to_string();
+            let mut extra = vec![
+                "--serve",
+                "--token",
+                "t",
+                "--timeout",
+                "20s",
+                "--await-port",
+                &await_port,
+                "--health-port",
+                &health,
+            ];
+            let install = install.to_str().unwrap();
+            if i == 0 {
+                extra.extend(["--install", install]);
+            }
+            barrier_instance(hosts, i, &format!("127.0.2.{}", i + 1), &port, &extra)
+        })
+        .collect();
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(BIN)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .args([
+                    "run",
+                    "--port",
+                    &ports[1 + i].to_string(),
+                    "--timeout",
+                    "15s",
+                ])
+                .args(run_args)
+                .args(["--", "sh", "-c", commands[i]])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start peergate run")
+        })
+        .collect();
+    let outputs: Vec<Output> = runs
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    // The installed copy is this very binary, and runs.
+    let copied = Command::new(&install).arg("--version").output().unwrap();
+    assert_eq!(copied.status.code(), Some(0));
+    let (status, metrics) = http_get("127.0.2.9", ports[4], "/metrics");
+    assert_eq!(status, 200);
+    for mut sidecar in sidecars {
+        unsafe { libc::kill(sidecar.id() as i32, libc::SIGTERM) };
+        let status = sidecar.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(sidecar.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(0), "{err}");
+    }
+    let mut outputs = outputs;
+    outputs.push(Output {
+        status: copied.status,
+        stdout: metrics.into_bytes(),
+        stderr: Vec::new(),
+    });
+    outputs
+}
+
+/// A command that fails in every round: all restart once, then the
+/// failing pod exits with its command's code and the others with 3.
+#[test]
+fn run_restarts_every_pod_and_then_gives_up_with_the_documented_codes() {
+    let pod = Pod::new("run-exhausted");
+    let stay =
+        "echo round=$PEERGATE_ROUND restarts=$PEERGATE_RESTARTS rank=$PEERGATE_RANK; sleep 20";
+    let fail = "echo round=$PEERGATE_ROUND restarts=$PEERGATE_RESTARTS rank=$PEERGATE_RANK; sleep 0.3; exit 5";
+    let out = supervised_group(
+        &pod,
+        &["--max-restarts", "1", "--grace", "1s"],
+        [stay, fail, stay],
+    );
+    for (i, o) in out[..3].iter().enumerate() {
+        let text = stdout(o);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                format!("round=1 restarts=0 rank={i}"),
+                format!("round=2 restarts=1 rank={i}")
+            ],
+            "pod {i}: {}",
+            stderr(o)
+        );
+        let expected = if i == 1 { 5 } else { 3 };
+        assert_eq!(o.status.code(), Some(expected), "pod {i}: {}", stderr(o));
+    }
+    assert!(stderr(&out[0]).contains("round 1 ended: index 1 failed (exit code 5)"));
+    assert!(stderr(&out[0]).contains("--max-restarts 1 reached"));
+    assert!(stderr(&out[1]).contains("round 2: the command failed (exit code 5)"));
+    let metrics = stdout(&out[3]);
+    for line in ["peergate_round 2", "peergate_round_restarts_total 2"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+
+/// Once a command has completed, a later failure restarts nobody.
+#[test]
+fn run_after_a_completion_a_failure_restarts_nobody() {
+    let pod = Pod::new("run-finishing");
+    let out = supervised_group(
+        &pod,
+        &["--grace", "1s"],
+        [
+            "echo round=$PEERGATE_ROUND",
+            "echo round=$PEERGATE_ROUND; sleep 1; exit 6",
+            "echo round=$PEERGATE_ROUND; sleep 2",
+        ],
+    );
+    for (i, code) in [0, 6, 0].into_iter().enumerate() {
+        assert_eq!(
+            out[i].status.code(),
+            Some(code),
+            "pod {i}: {}",
+            stderr(&out[i])
+        );
+        assert_eq!(
+            stdout(&out[i]).trim(),
+            "round=1",
+            "pod {i}: nobody restarts"
+        );
+    }
+    assert!(stderr(&out[1]).contains("the group is finishing: nobody restarts; exiting 6"));
+    let metrics = stdout(&out[3]);
+    assert!(
+        metrics.lines().any(|l| l == "peergate_round_finishing 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "peergate_round_restarts_total 0"),
+        "{metrics}"
+    );
+}
+
 /// Two pods that disagree on the world size both say so.
 #[test]
 fn a_world_size_mismatch_is_logged_on_both_sides() {

@@ -365,12 +365,15 @@ impl Rounds {
 
     /// A `peergate run` that ran nothing after round `after` asks to start,
     /// stopping within `grace` when told.
+    /// A finishing group still runs its live round: only a later one is
+    /// never to come.
     pub fn attach(&mut self, after: u32, grace: Duration) -> Attach {
-        if self.finishing.is_some() {
-            return Attach::Finishing;
-        }
         let Some(round) = self.live().filter(|&r| r > after && r == self.joined) else {
-            return Attach::Wait;
+            return if self.finishing.is_some() {
+                Attach::Finishing
+            } else {
+                Attach::Wait
+            };
         };
         match self.local {
             Local::Idle => {
@@ -511,4 +514,185 @@ fn splitmix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::rendezvous::members::Source;
+    use crate::rendezvous::proto::Record;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn record(index: u32, generation: u8, claim: Claim) -> Record {
+        let mut id = [0u8; 16];
+        id[0] = index as u8;
+        id[1] = generation;
+        Record {
+            index,
+            instance: InstanceId(id),
+            started_ms: u64::from(generation),
+            seq: u32::from(claim != Claim::default()),
+            state: State::Alive,
+            addrs: vec![IpAddr::from([10, 0, generation, index as u8])],
+            claim,
+        }
+    }
+
+    /// A table of `world` pods as pod 0 sees it, each claiming `claim`.
+    fn table(world: u32, claim: Claim) -> Members {
+        let mut m = Members::new(world, record(0, 1, Claim::default()), Duration::ZERO);
+        for i in 1..world {
+            m.merge(record(i, 1, claim), Source::Link(1), Duration::ZERO);
+        }
+        m
+    }
+
+    fn released(world: u32) -> (Members, Rounds) {
+        let mut m = table(world, Claim::default());
+        let view = digest(&m).unwrap();
+        let claim = Claim {
+            round: 1,
+            view,
+            work: Work::Running,
+        };
+        for i in 1..world {
+            m.merge(record(i, 1, claim), Source::Link(1), Duration::ZERO);
+        }
+        let mut rounds = Rounds::default();
+        let step = rounds.step(&m, S);
+        assert!(step.events.contains(&Event::Released(1)));
+        m.set_own_claim(step.claim.unwrap(), S);
+        (m, rounds)
+    }
+
+    #[test]
+    fn the_view_is_announced_only_once_complete_and_released_on_agreement() {
+        let mut m = Members::new(3, record(0, 1, Claim::default()), Duration::ZERO);
+        m.merge(
+            record(1, 1, Claim::default()),
+            Source::Link(1),
+            Duration::ZERO,
+        );
+        let mut rounds = Rounds::default();
+        // Index 2 is missing: no view, no release.
+        let step = rounds.step(&m, S);
+        assert!(step.claim.is_none() && step.events.is_empty(), "{step:?}");
+        m.merge(
+            record(2, 1, Claim::default()),
+            Source::Link(1),
+            Duration::ZERO,
+        );
+        let step = rounds.step(&m, S);
+        let claim = step.claim.expect("the complete view is announced");
+        assert_eq!(claim.view, digest(&m).unwrap());
+        assert!(step.events.is_empty(), "the others have not claimed it yet");
+        // The digest does not depend on who computes it or in which order.
+        assert_ne!(
+            mix(1, m.current(1).unwrap().instance),
+            mix(2, m.current(1).unwrap().instance)
+        );
+    }
+
+    #[test]
+    fn a_failure_outranks_a_loss_and_a_move_as_the_cause() {
+        let (mut m, mut rounds) = released(4);
+        let moved = Claim {
+            round: 2,
+            view: 0,
+            work: Work::Running,
+        };
+        let mut r3 = record(3, 1, moved);
+        r3.seq = 5;
+        m.merge(r3, Source::Link(1), S);
+        let failed = Claim {
+            round: 1,
+            view: rounds.released().unwrap().view,
+            work: Work::Failed { round: 1, code: 9 },
+        };
+        let mut r2 = record(2, 1, failed);
+        r2.seq = 5;
+        m.merge(r2, Source::Link(1), S);
+        let step = rounds.step(&m, 2 * S);
+        assert!(
+            step.events
+                .contains(&Event::Ended(1, EndCause::Failed { index: 2, code: 9 })),
+            "{step:?}"
+        );
+        assert!(step.events.contains(&Event::Joined(2)));
+        assert_eq!(
+            EndCause::Failed {
+                index: 2,
+                code: 137
+            }
+            .to_string(),
+            "index 2's workload failed (signal 9)"
+        );
+        assert_eq!(describe(3), "exit code 3");
+    }
+
+    #[test]
+    fn runs_hold_the_next_round_until_the_last_detaches_or_the_grace_passes() {
+        let (mut m, mut rounds) = released(2);
+        assert_eq!(rounds.attach(0, S), Attach::Start(1));
+        assert_eq!(rounds.attach(0, 3 * S), Attach::Start(1), "a second run");
+        assert_eq!(
+            rounds.attach(1, S),
+            Attach::Wait,
+            "nothing after round 1 yet"
+        );
+        let failed = Claim {
+            round: 1,
+            view: rounds.released().unwrap().view,
+            work: Work::Failed { round: 1, code: 1 },
+        };
+        let mut r1 = record(1, 1, failed);
+        r1.seq = 5;
+        m.merge(r1, Source::Link(1), S);
+        let step = rounds.step(&m, 10 * S);
+        assert!(matches!(step.events[..], [Event::Ended(1, _)]), "{step:?}");
+        assert_eq!(
+            rounds.local(),
+            Local::Stopping {
+                round: 1,
+                until: 10 * S + 3 * S + STOP_SLACK,
+                holders: 2
+            },
+            "the longest grace of the two"
+        );
+        rounds.detach(1);
+        assert!(
+            rounds.step(&m, 11 * S).events.is_empty(),
+            "one run still stops"
+        );
+        assert_eq!(rounds.joined(), 1);
+        // The other never detaches: its grace and the slack pass.
+        let step = rounds.step(&m, 15 * S);
+        assert_eq!(step.events, [Event::Overdue(1), Event::Joined(2)]);
+        assert_eq!(rounds.deadline(), None);
+        // A stale detach changes nothing.
+        rounds.detach(1);
+        assert_eq!(rounds.local(), Local::Idle);
+    }
+
+    #[test]
+    fn a_member_that_left_without_a_report_counts_and_one_that_failed_does_not() {
+        assert!(present(State::Left, Claim::default(), 5, 77));
+        let failed = Claim {
+            work: Work::Failed { round: 4, code: 1 },
+            ..Claim::default()
+        };
+        assert!(!present(State::Left, failed, 5, 77));
+        assert!(!present(State::Dead, Claim::default(), 1, 77));
+        let here = Claim {
+            round: 5,
+            view: 77,
+            work: Work::Running,
+        };
+        assert!(present(State::Alive, here, 5, 77));
+        assert!(!present(State::Alive, here, 5, 78));
+        assert!(!present(State::Alive, here, 6, 77));
+    }
 }

@@ -351,6 +351,12 @@ fn after_a_completion_nobody_restarts() {
         assert_eq!(bed.settled(), Some(1));
         bed.report(0, |round| Work::Exited { round, code: 0 });
         bed.run_for(SEC);
+        // A finishing group still runs its live round: a run that starts
+        // late (a second workload container) gets it.
+        let now = bed.sim.now;
+        let late = bed.core_mut(2).unwrap();
+        assert_eq!(late.attach(now, 0, SEC), Attach::Start(1), "seed {seed}");
+        late.detach(now, 1);
         bed.report(1, |round| Work::Failed { round, code: 7 });
         bed.run_for(2 * SEC);
         for i in 0..4u32 {

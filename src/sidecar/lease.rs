@@ -140,7 +140,7 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
         let Some(status) = ready else {
             return; // the engine is gone
         };
-        if status.finishing {
+        if status.finishing && !(status.live && status.round > after) {
             let index = finishing_index(&endpoints).await;
             let _ = send(&mut writer, &SidecarLine::Finishing { index }).await;
             return;
@@ -167,7 +167,11 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
                 }
                 break round;
             }
-            Attach::Finishing => continue, // reported above on the next pass
+            Attach::Finishing => {
+                let index = finishing_index(&endpoints).await;
+                let _ = send(&mut writer, &SidecarLine::Finishing { index }).await;
+                return;
+            }
             Attach::Wait => {
                 // Released but not ours yet (an older round's command still
                 // stops here): wait for the next change.
