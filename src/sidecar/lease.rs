@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::answer::AwaitAnswer;
+use super::endpoints::Endpoints;
 use super::http::Request;
-use super::serve::Endpoints;
 use crate::rendezvous::Control;
 use crate::rendezvous::proto::Work;
 use crate::rendezvous::rounds::{Attach, EndCause};

@@ -7,6 +7,7 @@
 
 mod answer;
 pub mod await_client;
+mod endpoints;
 pub mod http;
 pub mod lease;
 pub mod serve;

@@ -16,11 +16,11 @@ use std::net::IpAddr;
 
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
 use super::answer::AwaitAnswer;
+pub use super::endpoints::Endpoints;
 use super::http::{self, Parsed, Response};
 use crate::outcome::GateOutcome;
 use crate::rendezvous::proto::{Record, State, Work};
@@ -32,69 +32,6 @@ use crate::rendezvous::{Control, Snapshot, Status};
 /// the kubelet's probes, which come from the node's own address.
 const MAX_CONNECTIONS: usize = 64;
 const PER_SOURCE: usize = 4;
-
-/// Where the handlers get their answers.
-#[derive(Clone)]
-pub struct Endpoints {
-    pub control: mpsc::Sender<Control>,
-    /// The engine's status.
-    pub status: watch::Receiver<Status>,
-    /// The hostfile writer's, when there is a hostfile: a round shows as
-    /// released only once its hand-off is written.
-    pub written: Option<watch::Receiver<Status>>,
-}
-
-impl Endpoints {
-    pub(super) async fn ask<T>(
-        &self,
-        request: impl FnOnce(oneshot::Sender<T>) -> Control,
-    ) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.control.send(request(tx)).await.ok()?;
-        rx.await.ok()
-    }
-
-    async fn snapshot(&self) -> Option<Snapshot> {
-        self.ask(Control::Snapshot).await
-    }
-
-    /// The status as the endpoints show it: the engine's, with a round
-    /// that is not written yet shown as not released.
-    pub fn current(&self) -> Status {
-        let mut s = self.status.borrow().clone();
-        if let Some(written) = &self.written {
-            let w = written.borrow();
-            if !w.released {
-                s.released = false;
-                s.live = false;
-            } else if w.round < s.round {
-                s.live = false;
-            }
-        }
-        s
-    }
-
-    /// Waits until the shown status satisfies `ready`; `None` once the
-    /// engine is gone.
-    pub async fn wait_for(&mut self, ready: impl Fn(&Status) -> bool) -> Option<Status> {
-        loop {
-            let now = self.current();
-            if ready(&now) {
-                return Some(now);
-            }
-            let written = async {
-                match self.written.as_mut() {
-                    Some(w) => w.changed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                changed = self.status.changed() => changed.ok()?,
-                changed = written => changed.ok()?,
-            }
-        }
-    }
-}
 
 /// Serves HTTP on `listener` until the future is dropped. `/await` and
 /// `/run` are answered only when `with_await` (the loopback listener, where
