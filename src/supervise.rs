@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 /// Why a command could not be started. Every message is one line naming
@@ -162,14 +163,19 @@ enum Leader {
 /// A running command, leader of its own process group (the group's ID is
 /// its PID).
 ///
+/// A thread of its own blocks in wait(2) for the leader and hands its
+/// status over, so nothing polls and no SIGCHLD handler is needed (tokio's
+/// process driver would cost the binary's budget more than this).
+///
 /// Dropping a `Child` whose leader has not been reaped (no [`Child::wait`]
 /// or [`Child::stop`] returned its status) sends SIGKILL to the whole
-/// group; the leader is then reaped in the background by tokio. A group
+/// group; the leader is then reaped by that thread. A group
 /// whose leader was reaped is left alone on drop: its ID could by then
 /// belong to an unrelated group, so end stragglers with [`Child::stop`].
 #[derive(Debug)]
 pub struct Child {
-    inner: tokio::process::Child,
+    /// The waiting thread's report of the leader's end.
+    exit: oneshot::Receiver<io::Result<std::process::ExitStatus>>,
     pid: u32,
     /// The group's ID, which is the leader's PID; always greater than 1.
     pgid: libc::pid_t,
@@ -197,19 +203,28 @@ pub fn spawn(command: &[OsString], env: &[(String, String)]) -> Result<Child, Sp
         .args(args)
         .envs(env.iter().map(|(name, value)| (name, value)))
         .process_group(0);
-    let mut command = tokio::process::Command::from(std_command);
-    // tokio's kill_on_drop would kill the leader only; Drop kills the group.
-    command.kill_on_drop(false);
-    let inner = command
+    let mut child = std_command
         .spawn()
         .map_err(|source| classify(program, source))?;
-    let pid = inner
-        .id()
-        .expect("a child that was never waited for has a PID");
+    let pid = child.id();
     let pgid = libc::pid_t::try_from(pid).expect("PIDs fit in pid_t");
+    let (tx, exit) = oneshot::channel();
+    let waiter = std::thread::Builder::new()
+        .name("peergate-wait".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+    if let Err(source) = waiter {
+        // Nobody could reap it: do not leave it running unsupervised.
+        let _ = kill(-pgid, libc::SIGKILL);
+        return Err(SpawnError::Failed {
+            program: program.clone(),
+            source,
+        });
+    }
     debug!(pid, "started {}", program.to_string_lossy());
     Ok(Child {
-        inner,
+        exit,
         pid,
         pgid,
         leader: Leader::Running,
@@ -251,7 +266,10 @@ impl Child {
         if let Leader::Exited(status) = self.leader {
             return Ok(status);
         }
-        let result = self.inner.wait().await.and_then(ExitStatus::from_std);
+        let result = match (&mut self.exit).await {
+            Ok(waited) => waited.and_then(ExitStatus::from_std),
+            Err(_) => Err(io::Error::other("the thread waiting for it is gone")),
+        };
         // No await point since the reap: a cancelled call cannot lose it.
         match result {
             Ok(status) => {

@@ -626,11 +626,16 @@ impl Core {
             }
             Event::Ended(round, cause) => {
                 let peer = &self.settings.peers[cause.index() as usize];
+                let next = if self.rounds.finishing().is_some() {
+                    "the group is finishing, so no round follows"
+                } else {
+                    "the group restarts in the next round"
+                };
                 warn!(
                     round,
                     cause = cause.name(),
                     index = cause.index(),
-                    "round {round} ended: {cause} ({peer}); the group restarts in the next round"
+                    "round {round} ended: {cause} ({peer}); {next}"
                 );
             }
             Event::Joined(round) => {

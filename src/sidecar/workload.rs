@@ -207,10 +207,6 @@ async fn supervise_round(
                         "round {round} ended: index {index} {cause}{how}; stopping the command"
                     );
                     let _ = stop(&mut child, plan.grace, round).await;
-                    if finishing {
-                        error!(round, "the group is finishing: no round follows; exiting {EXIT_CANNOT_REJOIN}");
-                        return Round::Exit(Exit::Handoff(EXIT_CANNOT_REJOIN));
-                    }
                     if exhausted {
                         error!(
                             round,
@@ -221,6 +217,13 @@ async fn supervise_round(
                         );
                         lease.send(RunLine::Exited { code: EXIT_RESTARTS_EXHAUSTED }).await;
                         return Round::Exit(Exit::Handoff(EXIT_RESTARTS_EXHAUSTED));
+                    }
+                    // Checked after the limit: the pods that give up at the
+                    // limit make the group finishing too, and may be heard
+                    // of before this end is.
+                    if finishing {
+                        error!(round, "the group is finishing: no round follows; exiting {EXIT_CANNOT_REJOIN}");
+                        return Round::Exit(Exit::Handoff(EXIT_CANNOT_REJOIN));
                     }
                     Round::Again
                 }
