@@ -960,4 +960,30 @@ mod tests {
                 .is_empty()
         );
     }
+
+    /// An event's `proc` names a process of a pod with a sidecar, and only
+    /// a signal goes to one.
+    #[test]
+    fn an_event_proc_needs_a_signal_and_a_sidecar() {
+        let check = |run: &str, event: &str| {
+            let text = format!(
+                "description = \"x\"\ndeadline = \"1s\"\n{run}\n[[event]]\nat = \"1s\"\npods = [0]\n\
+                 {event}\n[[expect]]\nexit = 0\n"
+            );
+            toml::from_str::<super::Scenario>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|sc| sc.validate())
+        };
+        let sidecar = "[run]\nsidecar = [\"--serve\"]";
+        let stop = "action = \"signal\"\nsignal = \"STOP\"";
+        assert_eq!(
+            check(sidecar, &format!("{stop}\nproc = \"sidecar\"")),
+            Ok(())
+        );
+        assert_eq!(check(sidecar, &format!("{stop}\nproc = \"await\"")), Ok(()));
+        assert_eq!(check("", &format!("{stop}\nproc = \"main\"")), Ok(()));
+        assert!(check("", &format!("{stop}\nproc = \"sidecar\"")).is_err());
+        assert!(check(sidecar, "action = \"delete\"\nproc = \"sidecar\"").is_err());
+        assert!(check(sidecar, &format!("{stop}\nproc = \"workload\"")).is_err());
+    }
 }
