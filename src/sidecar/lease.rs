@@ -1,17 +1,18 @@
 //! `GET /run`: a `peergate run`'s lease on a round, over one loopback
 //! connection that stays open while its command runs.
 //!
-//! After the response head, both sides write one JSON object per line:
+//! After the response head, both sides write lines of space-separated
+//! words:
 //!
 //! ```text
 //! run → GET /run?after=N&grace=MS HTTP/1.1
-//! sidecar ← 200, Content-Type: application/x-ndjson
-//! sidecar ← {"event":"start","round":R,"handoff":{...}}   a round after N is released
-//!   run → {"report":"failed","code":C}                   its command failed in R
-//!   run → {"report":"exited","code":C}                   done for good (0: completed)
-//! sidecar ← {"event":"end","round":R,"cause":...}         R ended, whatever the cause
+//! sidecar ← 200, Content-Type: text/plain; charset=utf-8
+//! sidecar ← start R {"peers":[..],"rank":..,"round":R}   a round after N is released
+//!   run → failed C                                      its command failed in R
+//!   run → exited C                                      done for good (0: completed)
+//! sidecar ← end R CAUSE INDEX CODE|- FINISHING          R ended, whatever the cause
 //!   run closes the connection once its command has stopped
-//! sidecar ← {"event":"finishing","index":I}               no round will be released again
+//! sidecar ← finishing I                                 no round will be released again
 //! ```
 //!
 //! The open connection is the lease: while it is open after `start`, the
@@ -21,7 +22,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -41,9 +41,15 @@ const MAX_GRACE: Duration = Duration::from_secs(3600);
 /// Longest line a run may send.
 const MAX_LINE: usize = 1024;
 
-/// What the sidecar writes on the lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
+/// What the sidecar writes on the lease, one line each (the parser is
+/// the run's, so both ends are this module):
+///
+/// ```text
+/// start ROUND HANDOFF-JSON
+/// end ROUND CAUSE INDEX CODE|- FINISHING(0|1)
+/// finishing INDEX
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SidecarLine {
     Start {
         round: u32,
@@ -55,7 +61,6 @@ pub enum SidecarLine {
         cause: String,
         index: u32,
         /// The failed command's code (`failed` only).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<u8>,
         /// No round follows: the group is finishing.
         finishing: bool,
@@ -65,9 +70,8 @@ pub enum SidecarLine {
     },
 }
 
-/// What a run writes on the lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "report", rename_all = "lowercase")]
+/// What a run writes on the lease: `failed CODE` or `exited CODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunLine {
     /// The command failed: a non-zero exit, or 128 + a signal.
     Failed { code: u8 },
@@ -86,6 +90,81 @@ impl SidecarLine {
                 _ => None,
             },
             finishing,
+        }
+    }
+
+    /// The line, without its newline.
+    pub fn encode(&self) -> String {
+        match self {
+            SidecarLine::Start { round, handoff } => {
+                format!("start {round} {}", handoff.to_json())
+            }
+            SidecarLine::End {
+                round,
+                cause,
+                index,
+                code,
+                finishing,
+            } => format!(
+                "end {round} {cause} {index} {} {}",
+                code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                u8::from(*finishing)
+            ),
+            SidecarLine::Finishing { index } => format!("finishing {index}"),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<SidecarLine> {
+        let (word, rest) = line.split_once(' ')?;
+        match word {
+            "start" => {
+                let (round, json) = rest.split_once(' ')?;
+                Some(SidecarLine::Start {
+                    round: round.parse().ok()?,
+                    handoff: serde_json::from_str(json).ok()?,
+                })
+            }
+            "end" => {
+                let mut f = rest.split(' ');
+                let line = SidecarLine::End {
+                    round: f.next()?.parse().ok()?,
+                    cause: f.next()?.to_owned(),
+                    index: f.next()?.parse().ok()?,
+                    code: match f.next()? {
+                        "-" => None,
+                        c => Some(c.parse().ok()?),
+                    },
+                    finishing: match f.next()? {
+                        "0" => false,
+                        "1" => true,
+                        _ => return None,
+                    },
+                };
+                f.next().is_none().then_some(line)
+            }
+            "finishing" => Some(SidecarLine::Finishing {
+                index: rest.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl RunLine {
+    pub fn encode(self) -> String {
+        match self {
+            RunLine::Failed { code } => format!("failed {code}"),
+            RunLine::Exited { code } => format!("exited {code}"),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<RunLine> {
+        let (word, code) = line.split_once(' ')?;
+        let code = code.parse().ok()?;
+        match word {
+            "failed" => Some(RunLine::Failed { code }),
+            "exited" => Some(RunLine::Exited { code }),
+            _ => None,
         }
     }
 }
@@ -125,7 +204,7 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
     };
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).take_lines();
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: \
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: \
                 no-store\r\nConnection: close\r\n\r\n";
     if writer.write_all(head.as_bytes()).await.is_err() {
         return;
@@ -187,21 +266,21 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
     loop {
         tokio::select! {
             line = lines.next() => match line {
-                Some(Ok(text)) => match serde_json::from_str::<RunLine>(&text) {
-                    Ok(RunLine::Failed { code }) => {
+                Some(Ok(text)) => match RunLine::parse(&text) {
+                    Some(RunLine::Failed { code }) => {
                         let _ = endpoints
                             .control
                             .send(Control::Report(Work::Failed { round, code }))
                             .await;
                     }
-                    Ok(RunLine::Exited { code }) => {
+                    Some(RunLine::Exited { code }) => {
                         let _ = endpoints
                             .control
                             .send(Control::Report(Work::Exited { round, code }))
                             .await;
                     }
-                    Err(e) => {
-                        debug!("peergate run sent a line this sidecar cannot read ({e}); closing its lease");
+                    None => {
+                        debug!("peergate run sent a line this sidecar cannot read ({text:?}); closing its lease");
                         break;
                     }
                 },
@@ -241,9 +320,9 @@ async fn finishing_index(endpoints: &Endpoints) -> u32 {
 
 async fn send(
     writer: &mut (impl AsyncWriteExt + Unpin),
-    line: &impl Serialize,
+    line: &SidecarLine,
 ) -> std::io::Result<()> {
-    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    let mut text = line.encode();
     text.push('\n');
     writer.write_all(text.as_bytes()).await
 }
@@ -314,35 +393,47 @@ mod tests {
     #[test]
     fn lines_keep_their_wire_form() {
         let end = SidecarLine::end(2, EndCause::Failed { index: 1, code: 3 }, false);
-        assert_eq!(
-            serde_json::to_string(&end).unwrap(),
-            r#"{"event":"end","round":2,"cause":"failed","index":1,"code":3,"finishing":false}"#
-        );
+        assert_eq!(end.encode(), "end 2 failed 1 3 0");
         let lost = SidecarLine::end(2, EndCause::Lost { index: 4 }, true);
-        assert_eq!(
-            serde_json::to_string(&lost).unwrap(),
-            r#"{"event":"end","round":2,"cause":"lost","index":4,"finishing":true}"#
-        );
-        for line in [RunLine::Failed { code: 137 }, RunLine::Exited { code: 0 }] {
-            let text = serde_json::to_string(&line).unwrap();
-            assert_eq!(serde_json::from_str::<RunLine>(&text).unwrap(), line);
+        assert_eq!(lost.encode(), "end 2 lost 4 - 1");
+        let start = SidecarLine::Start {
+            round: 3,
+            handoff: AwaitAnswer {
+                rank: Some(1),
+                round: Some(3),
+                peers: vec![],
+            },
+        };
+        assert_eq!(start.encode(), r#"start 3 {"peers":[],"rank":1,"round":3}"#);
+        for line in [start, end, lost, SidecarLine::Finishing { index: 7 }] {
+            assert_eq!(SidecarLine::parse(&line.encode()), Some(line));
         }
-        assert_eq!(
-            serde_json::to_string(&RunLine::Failed { code: 1 }).unwrap(),
-            r#"{"report":"failed","code":1}"#
-        );
-        assert!(serde_json::from_str::<RunLine>(r#"{"report":"maybe"}"#).is_err());
+        for line in [RunLine::Failed { code: 137 }, RunLine::Exited { code: 0 }] {
+            assert_eq!(RunLine::parse(&line.encode()), Some(line));
+        }
+        assert_eq!(RunLine::Failed { code: 1 }.encode(), "failed 1");
+        for bad in ["maybe 1", "failed", "failed 256", "exited -1", ""] {
+            assert_eq!(RunLine::parse(bad), None, "{bad:?}");
+        }
+        for bad in [
+            "end 2 lost 4 - 2",
+            "end 2 lost 4 -",
+            "end 2 lost 4 - 1 x",
+            "start x {}",
+            "start 1 {",
+            "finishing",
+            "hello 1",
+        ] {
+            assert_eq!(SidecarLine::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[tokio::test]
     async fn a_line_longer_than_the_limit_ends_the_stream() {
-        let mut data = b"{\"report\":\"failed\",\"code\":1}\n\n".to_vec();
+        let mut data = b"failed 1\n\n".to_vec();
         data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
         let mut lines = BufReader::new(&data[..]).take_lines();
-        assert_eq!(
-            lines.next().await.unwrap().unwrap(),
-            r#"{"report":"failed","code":1}"#
-        );
+        assert_eq!(lines.next().await.unwrap().unwrap(), "failed 1");
         assert!(lines.next().await.is_none());
     }
 }

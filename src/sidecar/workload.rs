@@ -55,7 +55,7 @@ struct Lease {
 
 impl Lease {
     async fn send(&mut self, line: RunLine) {
-        let mut text = serde_json::to_string(&line).expect("plain enums serialize");
+        let mut text = line.encode();
         text.push('\n');
         if let Err(e) = self.writer.write_all(text.as_bytes()).await {
             warn!(
@@ -66,10 +66,10 @@ impl Lease {
 
     async fn next(&mut self) -> Option<SidecarLine> {
         match self.lines.next().await? {
-            Ok(text) => match serde_json::from_str(&text) {
-                Ok(line) => Some(line),
-                Err(e) => {
-                    error!("the sidecar sent a line this peergate cannot read ({e}): {text}");
+            Ok(text) => match SidecarLine::parse(&text) {
+                Some(line) => Some(line),
+                None => {
+                    error!("the sidecar sent a line this peergate cannot read: {text}");
                     None
                 }
             },
