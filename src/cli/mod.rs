@@ -522,6 +522,18 @@ fn usage_text(err: &clap::Error, argv: &[OsString]) -> String {
                 );
             }
         }
+        (ErrorKind::MissingRequiredArgument, _, _) => {
+            let missing = match err.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(names)) => names.join(", "),
+                _ => String::new(),
+            };
+            if missing.contains("COMMAND") {
+                return "no command given: `peergate run -- COMMAND [ARGS]`".into();
+            }
+            if !missing.is_empty() {
+                return format!("missing {missing}");
+            }
+        }
         (ErrorKind::UnknownArgument, Some(arg), _) => {
             let mut line = format!("unknown argument `{arg}`");
             if let Some(ContextValue::String(suggested)) = err.get(ContextKind::SuggestedArg) {

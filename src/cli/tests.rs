@@ -68,7 +68,11 @@ fn run_is_a_subcommand_with_a_required_command_and_typed_flags() {
     assert_eq!((r.port, r.max_restarts), (7471, 3));
     assert_eq!(r.timeout, Deadline(Some(Duration::from_secs(600))));
     // Nothing to run is a usage error, and so is a grace past an hour.
-    assert!(parse_from(argv(&["run"])).is_err());
+    let err = parse_from(argv(&["run"])).unwrap_err();
+    assert_eq!(
+        usage_line(&err, &argv(&["run"])),
+        "no command given: `peergate run -- COMMAND [ARGS]`"
+    );
     assert!(parse_from(argv(&["run", "--grace", "2h", "--", "x"])).is_err());
     assert!(parse_from(argv(&["run", "--max-restarts", "-1", "--", "x"])).is_err());
     let Ok(Invocation::Run(r)) = parse_from(argv(&["run", "--grace", "0", "--", "x"])) else {
