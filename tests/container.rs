@@ -164,6 +164,7 @@ enum Kind {
     Container,
     Network,
     Image,
+    Volume,
 }
 
 /// A Docker object this run created; removed when dropped.
@@ -187,6 +188,7 @@ impl Drop for Created {
             Kind::Container => &["rm", "--force", "--volumes"],
             Kind::Network => &["network", "rm"],
             Kind::Image => &["image", "rm", "--force"],
+            Kind::Volume => &["volume", "rm", "--force"],
         };
         let _ = Command::new("docker")
             .args(args)
@@ -722,6 +724,137 @@ fn sidecar_barrier(images: &Images, prefix: String) {
     }
 }
 
+/// examples/job-supervised.yaml in Docker: each pod's sidecar copies
+/// itself (`--install`) into a volume its workload container shares (an
+/// emptyDir: world-writable), and the workload, an image without peergate
+/// (the busybox sandbox), runs `peergate run` from there, gets round 1 and
+/// the hand-off variables, and exits with its command's 0.
+fn supervised_run(images: &Images, prefix: String) {
+    let mut job = Job::new(images, prefix);
+    let mut volumes = Vec::new();
+    let mut sidecars = Vec::new();
+    for i in 0..2 {
+        job.start_pod(i, &[]);
+        let volume = format!("{}-bin-{i}", job.prefix);
+        volumes.push(Created::new(Kind::Volume, volume.clone()));
+        docker_ok(&["volume", "create", &volume]);
+        let mount = format!("--volume={volume}:/peergate-bin");
+        // An emptyDir is writable by any user: so is this volume.
+        docker_ok(&[
+            "run",
+            "--rm",
+            "--user",
+            "0",
+            &mount,
+            "--entrypoint",
+            "/bin/busybox",
+            &images.sandbox,
+            "chmod",
+            "1777",
+            "/peergate-bin",
+        ]);
+        let name = format!("{}-sidecar-{i}", job.prefix);
+        job.containers
+            .push(Created::new(Kind::Container, name.clone()));
+        let network = format!("--network=container:{}", job.sandbox(i));
+        let index = format!("--env=JOB_COMPLETION_INDEX={i}");
+        let head = [
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            &network,
+            &index,
+            &mount,
+            "--env=PEERGATE_TOKEN=container-run-uid",
+        ];
+        let tail = [
+            images.peergate.as_str(),
+            "--mode",
+            "barrier",
+            "--serve",
+            "--peers",
+            "2",
+            "--subdomain",
+            SUBDOMAIN,
+            "--install",
+            "/peergate-bin/peergate",
+            "--timeout",
+            PASS_TIMEOUT,
+        ];
+        docker_ok(&[&head[..], &RESTRICTED[..], &tail[..]].concat());
+        sidecars.push(name);
+    }
+    let mut workloads = Vec::new();
+    for i in 0..2 {
+        let name = format!("{}-workload-{i}", job.prefix);
+        job.containers
+            .push(Created::new(Kind::Container, name.clone()));
+        let network = format!("--network=container:{}", job.sandbox(i));
+        let mount = format!("--volume={}-bin-{i}:/peergate-bin:ro", job.prefix);
+        let script = "echo round=$PEERGATE_ROUND rank=$PEERGATE_RANK size=$PEERGATE_WORLD_SIZE \
+                      restarts=$PEERGATE_RESTARTS";
+        // The sidecar may still be copying: retry until the binary is
+        // there, as the kubelet's startupProbe makes the pod wait.
+        let start = format!(
+            "for n in $(seq 100); do [ -x /peergate-bin/peergate ] && break; sleep 0.1; done; \
+             exec /peergate-bin/peergate run --timeout {PASS_TIMEOUT} -- /bin/busybox sh -c '{script}'"
+        );
+        let out = Command::new("docker")
+            .args(["run", "--name", &name, &network, &mount])
+            .args(RESTRICTED)
+            .args([
+                "--entrypoint",
+                "/bin/busybox",
+                &images.sandbox,
+                "sh",
+                "-c",
+                &start,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start docker run: {e}"));
+        workloads.push(out);
+    }
+    for (i, child) in workloads.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "workload {i}:\n{stderr}{stdout}"
+        );
+        assert_eq!(
+            stdout.trim(),
+            format!("round=1 rank={i} size=2 restarts=0"),
+            "workload {i}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("round 1: the command completed"),
+            "{stderr}"
+        );
+    }
+    for name in &sidecars {
+        docker_ok(&["stop", "--time", "10", name]);
+        let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", name]);
+        let logs = docker(&["logs", name]);
+        let logs = String::from_utf8_lossy(&logs.stderr);
+        assert_eq!(code, "0", "{name} on SIGTERM:\n{logs}");
+        assert!(
+            logs.contains("installed peergate at /peergate-bin/peergate"),
+            "{logs}"
+        );
+        assert!(logs.contains("the group is finishing"), "{name}:\n{logs}");
+    }
+    drop(job);
+    drop(volumes);
+}
+
 /// The image contract the examples rely on: non-root, `/peergate` as the
 /// entrypoint.
 fn image_config(images: &Images, _prefix: String) {
@@ -762,6 +895,7 @@ scenarios!(
     image_config => "image",
     all_three_pass => "all",
     sidecar_barrier => "sidecar",
+    supervised_run => "run",
     one_pod_late => "late",
     missing_peer_times_out => "missing",
     no_icmp_falls_back_to_tcp => "tcp",
