@@ -646,7 +646,12 @@ fn a_standalone_barrier_of_three_on_one_host() {
 /// A serving group of three on loopback (127.0.2.1-3), each pod a sidecar
 /// and a `peergate run` with its own command; returns the runs' outputs,
 /// after which the sidecars get SIGTERM and must exit 0.
-fn supervised_group(pod: &Pod, run_args: &[&str], commands: [&str; 3]) -> Vec<Output> {
+fn supervised_group(
+    pod: &Pod,
+    run_args: &[&str],
+    commands: [&str; 3],
+    term_run: Option<usize>,
+) -> Vec<Output> {
     let hosts = "127.0.2.1,127.0.2.2,127.0.2.3";
     let ports = ports::free_ports(1 + 3 + 3);
     let port = ports[0].to_string();
@@ -693,6 +698,11 @@ fn supervised_group(pod: &Pod, run_args: &[&str], commands: [&str; 3]) -> Vec<Ou
                 .expect("start peergate run")
         })
         .collect();
+    if let Some(i) = term_run {
+        // Round 1 has long started: the pod is stopped, as on an eviction.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        unsafe { libc::kill(runs[i].id() as i32, libc::SIGTERM) };
+    }
     let outputs: Vec<Output> = runs
         .into_iter()
         .map(|r| r.wait_with_output().unwrap())
@@ -730,6 +740,7 @@ fn run_restarts_every_pod_and_then_gives_up_with_the_documented_codes() {
         &pod,
         &["--max-restarts", "1", "--grace", "1s"],
         [stay, fail, stay],
+        None,
     );
     for (i, o) in out[..3].iter().enumerate() {
         let text = stdout(o);
@@ -766,6 +777,7 @@ fn run_after_a_completion_a_failure_restarts_nobody() {
             "echo round=$PEERGATE_ROUND; sleep 1; exit 6",
             "echo round=$PEERGATE_ROUND; sleep 2",
         ],
+        None,
     );
     for (i, code) in [0, 6, 0].into_iter().enumerate() {
         assert_eq!(
@@ -792,6 +804,40 @@ fn run_after_a_completion_a_failure_restarts_nobody() {
             .any(|l| l == "peergate_round_restarts_total 0"),
         "{metrics}"
     );
+}
+
+/// A pod stopped as on an eviction (SIGTERM to its run): its command exits
+/// 0 on the forwarded signal, yet the run exits 143, never 0 (its index is
+/// not done), and reports a failure: the others restart in round 2 instead
+/// of taking the group for finishing.
+#[test]
+fn run_on_sigterm_restarts_the_others_and_never_exits_0() {
+    let pod = Pod::new("run-sigterm");
+    let cmd = "trap 'exit 0' TERM; echo round=$PEERGATE_ROUND; \
+               [ $PEERGATE_ROUND = 2 ] && exit 0; sleep 20 & wait";
+    let out = supervised_group(&pod, &["--grace", "1s"], [cmd, cmd, cmd], Some(2));
+    assert_eq!(out[2].status.code(), Some(143), "{}", stderr(&out[2]));
+    assert!(
+        stderr(&out[2]).contains("the command ended on the forwarded signal"),
+        "{}",
+        stderr(&out[2])
+    );
+    assert_eq!(stdout(&out[2]).trim(), "round=1");
+    for i in [0, 1] {
+        assert_eq!(
+            out[i].status.code(),
+            Some(0),
+            "pod {i}: {}",
+            stderr(&out[i])
+        );
+        assert_eq!(
+            stdout(&out[i]).lines().collect::<Vec<_>>(),
+            ["round=1", "round=2"],
+            "pod {i}: {}",
+            stderr(&out[i])
+        );
+        assert!(stderr(&out[i]).contains("round 1 ended: index 2 failed (signal 15)"));
+    }
 }
 
 /// Two pods that disagree on the world size both say so.

@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::proto::{Claim, Hello, InstanceId, Record, Reject, State};
+use super::proto::{Claim, Hello, InstanceId, Record, Reject, State, Work};
 
 /// Incarnations kept per index: the current one and a few predecessors
 /// (enough to recognise a stale one that reconnects).
@@ -125,6 +125,9 @@ pub struct Members {
     /// Records held, over every slot (the live entries at most).
     held: usize,
     arrived: u32,
+    /// A record of an earlier incarnation of this pod's own index said its
+    /// workload was done for good.
+    predecessor_exited: bool,
 }
 
 impl Members {
@@ -142,6 +145,7 @@ impl Members {
             next_version: 0,
             held: 0,
             arrived: 0,
+            predecessor_exited: false,
         };
         members.store(me, Source::Local, now);
         members
@@ -208,6 +212,12 @@ impl Members {
         let mine = self.me();
         if record.index == self.me {
             if record.instance != mine.instance {
+                // Not stored (this pod is its index now), but a predecessor
+                // whose workload is done for good still makes the group
+                // finishing for this pod too.
+                if matches!(record.claim.work, Work::Exited { .. }) {
+                    self.predecessor_exited = true;
+                }
                 return Merged::Ignored(Reject::OwnIndex);
             }
             // About this very process: a report of its death (or a stale
@@ -371,6 +381,23 @@ impl Members {
             .get(index as usize)
             .and_then(Slot::current)
             .map(|k| &k.record)
+    }
+
+    /// The lowest index with an incarnation, current or not, whose workload
+    /// is done for good (`Work::Exited`): a pod that completed and whose
+    /// successor (if any) must not restart the group.
+    pub fn exited(&self) -> Option<u32> {
+        let held = self.slots.iter().position(|s| {
+            s.incarnations
+                .iter()
+                .any(|k| matches!(k.record.claim.work, Work::Exited { .. }))
+        });
+        let held = held.map(|i| i as u32);
+        match (held, self.predecessor_exited) {
+            (Some(i), true) => Some(i.min(self.me)),
+            (None, true) => Some(self.me),
+            (held, false) => held,
+        }
     }
 
     /// When the current incarnation of `index` was first known to have arrived.

@@ -261,11 +261,7 @@ impl Rounds {
         let world = members.world();
         let me = members.me().index;
         if self.finishing.is_none()
-            && let Some(i) = (0..world).find(|&i| {
-                members
-                    .current(i)
-                    .is_some_and(|r| matches!(r.claim.work, Work::Exited { .. }))
-            })
+            && let Some(i) = members.exited()
         {
             self.finishing = Some(i);
             step.events.push(Event::Finishing(i));

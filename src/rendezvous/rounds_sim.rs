@@ -379,6 +379,16 @@ fn after_a_completion_nobody_restarts() {
         let now = bed.sim.now;
         let replacement = bed.core_mut(3).unwrap();
         assert_eq!(replacement.attach(now, 0, SEC), Attach::Finishing);
+        // Nor can the successor of the pod that completed, which never
+        // saw that record as current.
+        bed.sim.kill(0);
+        bed.sim.start(0, true);
+        bed.runs[0] = Run::default();
+        bed.run_for(2 * SEC);
+        let now = bed.sim.now;
+        let successor = bed.core_mut(0).unwrap();
+        assert_eq!(successor.rounds().finishing(), Some(0), "seed {seed}");
+        assert_eq!(successor.attach(now, 0, SEC), Attach::Finishing);
     }
 }
 

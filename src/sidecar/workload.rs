@@ -248,15 +248,19 @@ async fn supervise_round(
             if let Err(e) = child.signal_group(signal) {
                 warn!("cannot forward the signal to the command: {e}");
             }
+            // The pod is going away before its work is done, however the
+            // command took it: the group restarts (with a replacement), and
+            // this pod never exits 0, which would count its index as done.
             match child.wait().await {
-                Ok(status) if status.success() => {
-                    lease.send(RunLine::Exited { code: 0 }).await;
-                    Round::Exit(Exit::Passed)
-                }
                 Ok(status) => {
-                    warn!(round, "round {round}: the command ended on the forwarded signal ({status})");
-                    lease.send(RunLine::Failed { code: status.code() }).await;
-                    Round::Exit(Exit::Handoff(status.code()))
+                    let code = if status.success() { stopped(stop).code() } else { status.code() };
+                    warn!(
+                        round,
+                        "round {round}: the command ended on the forwarded signal ({status}); \
+                         exiting {code}"
+                    );
+                    lease.send(RunLine::Failed { code }).await;
+                    Round::Exit(Exit::Handoff(code))
                 }
                 Err(e) => {
                     error!("{e}");
