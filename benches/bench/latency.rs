@@ -735,7 +735,7 @@ fn first_stamp(path: &std::path::Path, needle: &str, offset: i128) -> Option<u64
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac]Z` to ns since the Unix epoch.
-fn parse_rfc3339_ns(stamp: &str) -> Option<i128> {
+pub(crate) fn parse_rfc3339_ns(stamp: &str) -> Option<i128> {
     let stamp = stamp.strip_suffix('Z')?;
     let (date, time) = stamp.split_once('T')?;
     let mut d = date.split('-').map(|x| x.parse::<i64>());

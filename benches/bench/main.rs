@@ -31,6 +31,12 @@
 //! * Barrier at scale (barrier_scale.rs): N barrier processes (64, 256,
 //!   1000) on a lean bed (one namespace, one loopback address per pod), the
 //!   last one late: release latency, DNS queries, links per pod, CPU, RSS.
+//! * Rounds (rounds.rs): N serving sidecars with `peergate run` (16, 64) on
+//!   the same kind of lean bed: the time from a replacement's start until
+//!   every other pod's workload restarted, and from one workload's failure
+//!   until every other workload got SIGTERM. Its section is printed on
+//!   stdout (and written to PEERGATE_BENCH_ROUNDS_OUT), not to results.md;
+//!   when only this part runs, results.md and latency.svg are left alone.
 //!
 //! Every gate of the latency runs runs under a small rusage wrapper (this
 //! binary re-executed with `--rusage-wrap`), which records CLOCK_MONOTONIC
@@ -61,6 +67,11 @@
 //! | PEERGATE_BENCH_SCALE          | 64,256,1000      | peers of the ping scale runs (0: skip them) |
 //! | PEERGATE_BENCH_SCALE_REPS     | PEERGATE_BENCH_REPS | repetitions of each ping scale size    |
 //! | PEERGATE_BENCH_SCALE_CONTENDERS | peers,fping1,seed,fping,peers128,hosts-auto,hosts-v4 | ping scale contenders |
+//! | PEERGATE_BENCH_ROUNDS         | 16,64            | pods of the rounds runs: replacement restarts (rounds.rs; 0: skip them) |
+//! | PEERGATE_BENCH_ROUNDS_FAIL    | 16               | pods of the rounds runs where one workload fails (0: skip them) |
+//! | PEERGATE_BENCH_ROUNDS_REPS    | 6                | repetitions of each rounds figure         |
+//! | PEERGATE_BENCH_ROUNDS_GAP_MS  | 250              | ms between the other workloads' SIGTERM and the replacement's start |
+//! | PEERGATE_BENCH_ROUNDS_OUT     | unset            | also write the rounds section (markdown) to this file |
 //! | PEERGATE_BENCH_HOLD           | unset            | keep the ping scale bed up N s before its runs (profiling by hand) |
 //! | PEERGATE_BENCH_OUT            | docs/bench       | where results.md and latency.svg go       |
 //! | PEERGATE_BENCH_BIN            | the static release build | peergate binary to measure: a path, or `cargo` for cargo's build of this bench (`CARGO_BIN_EXE_peergate`, dynamically linked) |
@@ -76,6 +87,7 @@ mod fleet;
 mod latency;
 mod plot;
 mod report;
+mod rounds;
 mod scale;
 mod wrap;
 
@@ -99,6 +111,11 @@ pub struct Knobs {
     pub scale: Vec<usize>,
     pub scale_reps: usize,
     pub scale_contenders: Vec<scale::ScaleContender>,
+    pub rounds: Vec<usize>,
+    pub rounds_fail: Vec<usize>,
+    pub rounds_reps: usize,
+    pub rounds_gap_ms: u64,
+    pub rounds_out: Option<PathBuf>,
     pub out: PathBuf,
     pub peergate: PathBuf,
     /// Where the binary came from, for the report.
@@ -162,6 +179,13 @@ impl Knobs {
                 "peers,fping1,seed,fping,peers128,hosts-auto,hosts-v4",
                 scale::ScaleContender::parse,
             ),
+            rounds: sizes("PEERGATE_BENCH_ROUNDS", "16,64"),
+            rounds_fail: sizes("PEERGATE_BENCH_ROUNDS_FAIL", "16"),
+            rounds_reps: parse_num("PEERGATE_BENCH_ROUNDS_REPS", "6"),
+            rounds_gap_ms: parse_num("PEERGATE_BENCH_ROUNDS_GAP_MS", "250"),
+            rounds_out: std::env::var_os("PEERGATE_BENCH_ROUNDS_OUT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             out: std::env::var_os("PEERGATE_BENCH_OUT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| manifest.join("docs/bench")),
@@ -227,6 +251,9 @@ fn choose_binary() -> (PathBuf, String) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(rounds::CMD_FLAG) {
+        rounds::cmd_main(&args[2..]);
+    }
     if args.get(1).map(String::as_str) == Some(wrap::FLAG) {
         wrap::main(&args[2..]);
     }
@@ -253,7 +280,12 @@ fn main() {
     );
     let started = Instant::now();
     let mut report = report::Report::new(&knobs);
-    latency::run_all(&knobs, &mut report);
+    if !knobs.pods.is_empty() {
+        latency::run_all(&knobs, &mut report);
+    }
+    if !knobs.rounds.is_empty() || !knobs.rounds_fail.is_empty() {
+        rounds::run_all(&knobs, &report.binary);
+    }
     // The ping scale runs (tens of milliseconds) before the barrier scale
     // runs, whose thousand processes and namespace the kernel keeps
     // tearing down for a while after each run.
@@ -264,6 +296,10 @@ fn main() {
         barrier_scale::run_all(&knobs, &mut report);
     }
     report.finish(started.elapsed());
+    if knobs.pods.is_empty() && knobs.scale.is_empty() && knobs.barrier_scale.is_empty() {
+        eprintln!("bench: only the rounds part ran; results.md and latency.svg left as they were");
+        return;
+    }
     let md = report.markdown();
     println!("{md}");
     std::fs::create_dir_all(&knobs.out).expect("create output dir");
