@@ -787,6 +787,22 @@ impl Bed {
         );
     }
 
+    /// Drops every packet between pod `index` and `peer`, both ways, with
+    /// an nftables table inside the pod's namespace (neither end sees a
+    /// reset: the path just goes silent).
+    pub fn black_hole(&mut self, index: usize, peer: IpAddr) {
+        let ns = self.live_pod(index).ns.clone();
+        let family = if peer.is_ipv4() { "ip" } else { "ip6" };
+        let script = format!(
+            "table inet pghole {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {family} saddr {peer} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  {family} daddr {peer} drop\n }}\n}}\n"
+        );
+        run_ok(
+            "ip",
+            &["netns", "exec", &ns, "nft", "-f", "-"],
+            Some(&script),
+        );
+    }
+
     /// Opens ("0 2147483647") or closes ("1 0") unprivileged ICMP sockets in
     /// pod `index` (`net.ipv4.ping_group_range` is per network namespace).
     pub fn set_ping_group_range(&mut self, index: usize, open: bool) {

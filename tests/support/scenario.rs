@@ -169,6 +169,10 @@ pub enum Action {
     DnsDown,
     Publish,
     Unpublish,
+    /// Drop every packet between the listed pods and `peer`, both ways,
+    /// from now on (nftables in each listed pod's namespace): a broken path
+    /// between two nodes that neither end hears of.
+    BlackHole,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +195,9 @@ pub struct EventSpec {
     /// For `delete`: leave the DNS record (stale) until the next start.
     #[serde(default)]
     pub keep_record: bool,
+    /// For `black_hole`: the pod the listed pods lose every packet to and
+    /// from.
+    pub peer: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +391,15 @@ impl Scenario {
             }
             if e.action == Action::Signal && e.signal.as_deref().and_then(signal_number).is_none() {
                 return Err(format!("signal event needs a known signal: {:?}", e.signal));
+            }
+            if (e.action == Action::BlackHole) != e.peer.is_some() {
+                return Err(format!(
+                    "event {:?}: `peer` goes with black_hole events, and they need it",
+                    e.action
+                ));
+            }
+            if let Some(p) = e.peer {
+                check("[[event]] peer", &[p])?;
             }
             if e.proc != ProcKind::Main && e.action != Action::Signal {
                 return Err(format!("event {:?}: `proc` is for signal events", e.action));
@@ -668,6 +684,11 @@ impl Scenario {
                         Action::LinkUp => run.bed.set_link(i, true),
                         Action::DropIcmp => run.bed.drop_icmp(i, true),
                         Action::AllowIcmp => run.bed.drop_icmp(i, false),
+                        Action::BlackHole => {
+                            let peer = e.peer.expect("validated");
+                            let addr = run.bed.pod(peer).expect("the peer pod runs").ip();
+                            run.bed.black_hole(i, addr);
+                        }
                         Action::Delete => run.bed.delete_pod(i, e.keep_record),
                         Action::Start => {
                             next.extend(self.step(run, plans, Step::PodStart(i), now));
