@@ -42,6 +42,7 @@ scenarios!(
     s10_sigterm,
     s11_sixteen_pods,
     s12_ipv6_only,
+    s13_black_holed_path,
     s12_dual_stack,
     b01_barrier_negative_cache,
     b02_barrier_lingers,

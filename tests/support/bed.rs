@@ -787,18 +787,21 @@ impl Bed {
         );
     }
 
-    /// Drops every packet between pod `index` and `peer`, both ways, with
-    /// an nftables table inside the pod's namespace (neither end sees a
-    /// reset: the path just goes silent).
-    pub fn black_hole(&mut self, index: usize, peer: IpAddr) {
-        let ns = self.live_pod(index).ns.clone();
-        let family = if peer.is_ipv4() { "ip" } else { "ip6" };
+    /// Drops every packet between addresses `a` and `b`, both ways, on the
+    /// cluster's bridge (nftables in the cluster namespace): a broken path
+    /// between two nodes. Neither end sees a reset or an error: what it
+    /// sends just goes unanswered.
+    pub fn black_hole(&mut self, a: IpAddr, b: IpAddr) {
+        let family = if a.is_ipv4() { "ip" } else { "ip6" };
         let script = format!(
-            "table inet pghole {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {family} saddr {peer} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  {family} daddr {peer} drop\n }}\n}}\n"
+            "add table bridge pghole\n\
+             add chain bridge pghole forward {{ type filter hook forward priority 0; policy accept; }}\n\
+             add rule bridge pghole forward {family} saddr {a} {family} daddr {b} drop\n\
+             add rule bridge pghole forward {family} saddr {b} {family} daddr {a} drop\n"
         );
         run_ok(
             "ip",
-            &["netns", "exec", &ns, "nft", "-f", "-"],
+            &["netns", "exec", &self.cluster, "nft", "-f", "-"],
             Some(&script),
         );
     }

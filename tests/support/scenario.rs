@@ -170,7 +170,7 @@ pub enum Action {
     Publish,
     Unpublish,
     /// Drop every packet between the listed pods and `peer`, both ways,
-    /// from now on (nftables in each listed pod's namespace): a broken path
+    /// from now on (nftables on the cluster's bridge): a broken path
     /// between two nodes that neither end hears of.
     BlackHole,
 }
@@ -686,8 +686,9 @@ impl Scenario {
                         Action::AllowIcmp => run.bed.drop_icmp(i, false),
                         Action::BlackHole => {
                             let peer = e.peer.expect("validated");
-                            let addr = run.bed.pod(peer).expect("the peer pod runs").ip();
-                            run.bed.black_hole(i, addr);
+                            let to = run.bed.pod(peer).expect("the peer pod exists").ip();
+                            let from = run.bed.pod(i).expect("the pod exists").ip();
+                            run.bed.black_hole(from, to);
                         }
                         Action::Delete => run.bed.delete_pod(i, e.keep_record),
                         Action::Start => {
