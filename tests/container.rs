@@ -350,6 +350,41 @@ impl<'a> Job<'a> {
         docker_ok(&args);
     }
 
+    /// Starts a serving barrier (a native sidecar) in pod `i`, detached,
+    /// with extra `docker run` options and peergate arguments; returns the
+    /// container's name.
+    fn start_sidecar(&mut self, i: usize, docker: &[&str], peergate: &[&str]) -> String {
+        let name = format!("{}-sidecar-{i}", self.prefix);
+        self.containers
+            .push(Created::new(Kind::Container, name.clone()));
+        let network = format!("--network=container:{}", self.sandbox(i));
+        let index = format!("--env=JOB_COMPLETION_INDEX={i}");
+        let head = ["run", "--detach", "--name", &name, &network, &index];
+        let tail = [
+            self.images.peergate.as_str(),
+            "--mode",
+            "barrier",
+            "--serve",
+            "--subdomain",
+            SUBDOMAIN,
+            "--timeout",
+            PASS_TIMEOUT,
+        ];
+        docker_ok(&[&head[..], docker, &RESTRICTED[..], &tail[..], peergate].concat());
+        name
+    }
+
+    /// Stops a sidecar as the kubelet does (SIGTERM) and checks it exits 0;
+    /// returns its log.
+    fn stop_sidecar(&self, name: &str) -> String {
+        docker_ok(&["stop", "--time", "10", name]);
+        let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", name]);
+        let logs = docker(&["logs", name]);
+        let logs = String::from_utf8_lossy(&logs.stderr).into_owned();
+        assert_eq!(code, "0", "{name} on SIGTERM:\n{logs}");
+        logs
+    }
+
     /// Starts peergate in pod `i` (attached, in a thread) with `peergate_args`;
     /// the receiver yields its result.
     fn spawn_gate(&mut self, i: usize, peergate_args: &[&str]) -> mpsc::Receiver<Gate> {
@@ -655,47 +690,25 @@ fn json_logs(images: &Images, prefix: String) {
 /// SIGTERM (`docker stop`, as the kubelet ends a finished pod) and exits 0.
 fn sidecar_barrier(images: &Images, prefix: String) {
     let mut job = Job::new(images, prefix);
-    let start_sidecar = |job: &mut Job, i: usize| {
-        let name = format!("{}-sidecar-{i}", job.prefix);
-        job.containers
-            .push(Created::new(Kind::Container, name.clone()));
-        let network = format!("--network=container:{}", job.sandbox(i));
-        let index = format!("--env=JOB_COMPLETION_INDEX={i}");
-        let head = [
-            "run",
-            "--detach",
-            "--name",
-            &name,
-            &network,
-            &index,
-            "--env=PEERGATE_TOKEN=container-e2e-uid",
-        ];
-        let tail = [
-            job.images.peergate.as_str(),
-            "--mode",
-            "barrier",
-            "--serve",
-            "--peers",
-            "3",
-            "--subdomain",
-            SUBDOMAIN,
-            "--timeout",
-            PASS_TIMEOUT,
-        ];
-        docker_ok(&[&head[..], &RESTRICTED[..], &tail[..]].concat());
-        name
-    };
     let await_args = ["await", "--timeout", PASS_TIMEOUT];
     let mut sidecars = Vec::new();
     let mut awaits = Vec::new();
     for i in 0..2 {
         job.start_pod(i, &[]);
-        sidecars.push(start_sidecar(&mut job, i));
+        sidecars.push(job.start_sidecar(
+            i,
+            &["--env=PEERGATE_TOKEN=container-e2e-uid"],
+            &["--peers", "3"],
+        ));
         awaits.push(job.spawn_gate(i, &await_args));
     }
     thread::sleep(Duration::from_secs(2));
     job.start_pod(2, &[]);
-    sidecars.push(start_sidecar(&mut job, 2));
+    sidecars.push(job.start_sidecar(
+        2,
+        &["--env=PEERGATE_TOKEN=container-e2e-uid"],
+        &["--peers", "3"],
+    ));
     awaits.push(job.spawn_gate(2, &await_args));
     for (i, rx) in awaits.into_iter().enumerate() {
         let gate = job.wait(i, rx);
@@ -707,11 +720,7 @@ fn sidecar_barrier(images: &Images, prefix: String) {
         );
     }
     for name in &sidecars {
-        docker_ok(&["stop", "--time", "10", name]);
-        let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", name]);
-        let logs = docker(&["logs", name]);
-        let logs = String::from_utf8_lossy(&logs.stderr);
-        assert_eq!(code, "0", "{name} on SIGTERM:\n{logs}");
+        let logs = job.stop_sidecar(name);
         assert!(logs.contains("all 3 peers met"), "{name}:\n{logs}");
         assert!(
             logs.contains("SIGTERM: left the barrier"),
@@ -753,37 +762,9 @@ fn supervised_run(images: &Images, prefix: String) {
             "1777",
             "/peergate-bin",
         ]);
-        let name = format!("{}-sidecar-{i}", job.prefix);
-        job.containers
-            .push(Created::new(Kind::Container, name.clone()));
-        let network = format!("--network=container:{}", job.sandbox(i));
-        let index = format!("--env=JOB_COMPLETION_INDEX={i}");
-        let head = [
-            "run",
-            "--detach",
-            "--name",
-            &name,
-            &network,
-            &index,
-            &mount,
-            "--env=PEERGATE_TOKEN=container-run-uid",
-        ];
-        let tail = [
-            images.peergate.as_str(),
-            "--mode",
-            "barrier",
-            "--serve",
-            "--peers",
-            "2",
-            "--subdomain",
-            SUBDOMAIN,
-            "--install",
-            "/peergate-bin/peergate",
-            "--timeout",
-            PASS_TIMEOUT,
-        ];
-        docker_ok(&[&head[..], &RESTRICTED[..], &tail[..]].concat());
-        sidecars.push(name);
+        let peergate = ["--peers", "2", "--install", "/peergate-bin/peergate"];
+        let docker = [mount.as_str(), "--env=PEERGATE_TOKEN=container-run-uid"];
+        sidecars.push(job.start_sidecar(i, &docker, &peergate));
     }
     let mut workloads = Vec::new();
     for i in 0..2 {
@@ -840,11 +821,7 @@ fn supervised_run(images: &Images, prefix: String) {
         );
     }
     for name in &sidecars {
-        docker_ok(&["stop", "--time", "10", name]);
-        let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", name]);
-        let logs = docker(&["logs", name]);
-        let logs = String::from_utf8_lossy(&logs.stderr);
-        assert_eq!(code, "0", "{name} on SIGTERM:\n{logs}");
+        let logs = job.stop_sidecar(name);
         assert!(
             logs.contains("installed peergate at /peergate-bin/peergate"),
             "{logs}"

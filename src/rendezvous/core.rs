@@ -155,6 +155,9 @@ pub struct Core {
     pub(super) readmissions: u64,
     /// A serving pod's rounds (unused otherwise).
     pub(super) rounds: Rounds,
+    /// The table's version when the rounds last stepped: a poll with
+    /// nothing new in the table (and no deadline due) skips the step.
+    rounds_seen: Option<Version>,
     actions: VecDeque<Action>,
 }
 
@@ -201,6 +204,7 @@ impl Core {
             logged: HashSet::new(),
             readmissions: 0,
             rounds: Rounds::default(),
+            rounds_seen: None,
             actions: VecDeque::new(),
             settings,
         }
@@ -589,10 +593,15 @@ impl Core {
             return;
         }
         let at = self.since_start(now);
+        let due = self.rounds.deadline().is_some_and(|d| d <= at);
+        if self.rounds_seen == Some(self.members.head()) && !due {
+            return;
+        }
         let step = self.rounds.step(&self.members, at);
         if let Some(claim) = step.claim {
             self.set_claim(claim, at);
         }
+        self.rounds_seen = Some(self.members.head());
         for event in step.events {
             self.on_round_event(event, now);
         }
@@ -663,6 +672,7 @@ impl Core {
     /// its command, promising to stop it within `grace` when told.
     pub fn attach(&mut self, now: Instant, after: u32, grace: Duration) -> Attach {
         let attach = self.rounds.attach(after, grace);
+        self.rounds_seen = None;
         self.step_rounds(now);
         attach
     }
@@ -670,6 +680,7 @@ impl Core {
     /// A run that started its command in `round` has stopped it, or is gone.
     pub fn detach(&mut self, now: Instant, round: u32) {
         self.rounds.detach(round);
+        self.rounds_seen = None;
         self.step_rounds(now);
     }
 

@@ -400,38 +400,22 @@ impl Rounds {
     /// A run that started its command in `round` is gone: its command
     /// has stopped (or it lost its connection).
     pub fn detach(&mut self, round: u32) {
-        match self.local {
-            Local::Running {
-                round: r,
-                grace,
-                holders,
-            } if r == round => {
-                self.local = if holders > 1 {
-                    Local::Running {
-                        round,
-                        grace,
-                        holders: holders - 1,
-                    }
-                } else {
-                    Local::Idle
-                };
-            }
-            Local::Stopping {
-                round: r,
-                until,
-                holders,
-            } if r == round => {
-                self.local = if holders > 1 {
-                    Local::Stopping {
-                        round,
-                        until,
-                        holders: holders - 1,
-                    }
-                } else {
-                    Local::Idle
-                };
-            }
-            _ => {}
+        let (Local::Running {
+            round: r, holders, ..
+        }
+        | Local::Stopping {
+            round: r, holders, ..
+        }) = &mut self.local
+        else {
+            return;
+        };
+        if *r != round {
+            return;
+        }
+        if *holders > 1 {
+            *holders -= 1;
+        } else {
+            self.local = Local::Idle;
         }
     }
 }

@@ -28,8 +28,9 @@ pub struct Status {
     pub live: bool,
     /// Why it ended, once it has.
     pub end: Option<EndCause>,
-    /// The group is finishing: no round will be released again.
-    pub finishing: bool,
+    /// The group is finishing (this index's workload is done for good): no
+    /// round will be released again.
+    pub finishing: Option<u32>,
 }
 
 /// A view of the barrier for `/peers` and `/metrics`.
@@ -119,7 +120,7 @@ impl Core {
             round: released.map_or(0, |r| r.round),
             live: self.rounds.live().is_some(),
             end: released.and_then(|r| r.ended).map(|(cause, _)| cause),
-            finishing: self.rounds.finishing().is_some(),
+            finishing: self.rounds.finishing(),
         }
     }
 

@@ -203,7 +203,7 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
         }
     };
     let (reader, mut writer) = stream.into_split();
-    let mut lines = BufReader::new(reader).take_lines();
+    let mut lines = Lines::new(BufReader::new(reader));
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: \
                 no-store\r\nConnection: close\r\n\r\n";
     if writer.write_all(head.as_bytes()).await.is_err() {
@@ -212,17 +212,12 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
     // Until a round after `after` starts: nothing is held.
     let round = loop {
         let ready = tokio::select! {
-            s = endpoints.wait_for(|s| s.finishing || (s.live && s.round > after)) => s,
+            s = endpoints.wait_for(|s| s.finishing.is_some() || (s.live && s.round > after)) => s,
             // The run hung up (or wrote before its start: a protocol error).
             _ = lines.next() => return,
         };
-        let Some(status) = ready else {
+        if ready.is_none() {
             return; // the engine is gone
-        };
-        if status.finishing && !(status.live && status.round > after) {
-            let index = finishing_index(&endpoints).await;
-            let _ = send(&mut writer, &SidecarLine::Finishing { index }).await;
-            return;
         }
         let Some((attach, outcome)) = endpoints
             .ask(|reply| Control::Attach {
@@ -247,7 +242,7 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
                 break round;
             }
             Attach::Finishing => {
-                let index = finishing_index(&endpoints).await;
+                let index = endpoints.current().finishing.unwrap_or(0);
                 let _ = send(&mut writer, &SidecarLine::Finishing { index }).await;
                 return;
             }
@@ -291,10 +286,10 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
                 let Some(status) = status else { break };
                 let cause = status.end.filter(|_| status.round == round);
                 let line = match cause {
-                    Some(cause) => SidecarLine::end(round, cause, status.finishing),
+                    Some(cause) => SidecarLine::end(round, cause, status.finishing.is_some()),
                     // A later round released before this pod heard how this
                     // one ended: it was moved on.
-                    None => SidecarLine::end(round, EndCause::Moved { index: 0 }, status.finishing),
+                    None => SidecarLine::end(round, EndCause::Moved { index: 0 }, status.finishing.is_some()),
                 };
                 if send(&mut writer, &line).await.is_err() {
                     break;
@@ -308,14 +303,6 @@ pub async fn serve(stream: TcpStream, request: Request, mut endpoints: Endpoints
 
 async fn detach(endpoints: &Endpoints, round: u32) {
     let _ = endpoints.control.send(Control::Detach { round }).await;
-}
-
-async fn finishing_index(endpoints: &Endpoints) -> u32 {
-    let snapshot = endpoints.ask(Control::Snapshot).await;
-    snapshot
-        .and_then(|s| s.rounds)
-        .and_then(|r| r.finishing())
-        .unwrap_or(0)
 }
 
 async fn send(
@@ -333,20 +320,14 @@ pub struct Lines<R> {
     buf: Vec<u8>,
 }
 
-pub trait TakeLines: Sized {
-    fn take_lines(self) -> Lines<Self>;
-}
-
-impl<R: AsyncBufReadExt + Unpin> TakeLines for R {
-    fn take_lines(self) -> Lines<Self> {
+impl<R: AsyncBufReadExt + Unpin> Lines<R> {
+    pub fn new(reader: R) -> Self {
         Lines {
-            reader: self,
+            reader,
             buf: Vec::new(),
         }
     }
-}
 
-impl<R: AsyncBufReadExt + Unpin> Lines<R> {
     /// The next line; `None` at the end of the stream. Cancel-safe: a
     /// partial line stays in the buffer.
     pub async fn next(&mut self) -> Option<std::io::Result<String>> {
@@ -432,7 +413,7 @@ mod tests {
     async fn a_line_longer_than_the_limit_ends_the_stream() {
         let mut data = b"failed 1\n\n".to_vec();
         data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
-        let mut lines = BufReader::new(&data[..]).take_lines();
+        let mut lines = Lines::new(BufReader::new(&data[..]));
         assert_eq!(lines.next().await.unwrap().unwrap(), "failed 1");
         assert!(lines.next().await.is_none());
     }

@@ -158,7 +158,7 @@ async fn answer(path: &str, endpoints: &Endpoints, with_await: bool) -> Response
 /// Why `/readyz` says no after the first release.
 fn not_live(status: &Status) -> String {
     match status.end {
-        Some(cause) if status.finishing => format!(
+        Some(cause) if status.finishing.is_some() => format!(
             "round {} ended: {cause}; the group is finishing, no round follows\n",
             status.round
         ),

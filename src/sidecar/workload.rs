@@ -14,7 +14,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{debug, error, info, warn};
 
-use super::lease::{Lines, RunLine, SidecarLine, TakeLines};
+use super::lease::{Lines, RunLine, SidecarLine};
 use crate::exit::{Exit, Signals, Stop};
 use crate::handoff;
 use crate::rendezvous::rounds::describe;
@@ -421,7 +421,7 @@ async fn open(addr: SocketAddr, after: u32, grace: Duration) -> Result<Lease, Op
     }
     let (reader, writer) = stream.into_split();
     Ok(Lease {
-        lines: BufReader::new(reader).take_lines(),
+        lines: Lines::new(BufReader::new(reader)),
         writer,
     })
 }
