@@ -363,7 +363,7 @@ fn on_cpu_ns(pid: i32) -> Option<u64> {
 
 /// The machine's CPU time so far in clock ticks, all cores: (busy, total),
 /// busy being everything but idle and iowait (/proc/stat).
-fn cpu_ticks() -> Option<(u64, u64)> {
+pub(crate) fn cpu_ticks() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line

@@ -1318,8 +1318,9 @@ impl Report {
     }
 }
 
-/// Machine, kernel, peergate commit and date, for the header.
-fn machine_line() -> String {
+/// Date, CPU, cores and kernel: `2026-12-04 19:31 UTC, AMD EPYC, 2 cores,
+/// Linux 6.1`.
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -1338,6 +1339,11 @@ fn machine_line() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    format!("{date}, {cpu}, {cores} cores, Linux {kernel}")
+}
+
+/// Machine, kernel, peergate commit and date, for the header.
+fn machine_line() -> String {
     let src = match git(&[
         "status",
         "--porcelain",
@@ -1350,8 +1356,12 @@ fn machine_line() -> String {
         s if s == "?" => ", working tree unknown",
         _ => " plus uncommitted changes in src/ or Cargo files",
     };
+    let (date, rest) = machine()
+        .split_once(", ")
+        .map(|(d, r)| (d.to_owned(), r.to_owned()))
+        .unwrap_or_default();
     format!(
-        "Run {date} on {cpu}, {cores} cores, Linux {kernel}; source tree at commit {}{src}.",
+        "Run {date} on {rest}; source tree at commit {}{src}.",
         git(&["rev-parse", "--short", "HEAD"])
     )
 }

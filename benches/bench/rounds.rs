@@ -65,6 +65,7 @@
 //! *restart* counts from the moment the new sidecar process exists.
 
 use crate::Knobs;
+use crate::barrier_scale::cpu_ticks;
 use crate::latency::parse_rfc3339_ns;
 use crate::scale::peer_addr;
 use crate::support::bed::{Bed, BedConfig, run_ok};
@@ -687,21 +688,6 @@ impl Rep {
     }
 }
 
-/// The machine's CPU time so far in clock ticks, all cores: (busy, total),
-/// busy being everything but idle and iowait (/proc/stat).
-fn cpu_ticks() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4)?;
-    Some((total - idle, total))
-}
-
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -1185,28 +1171,6 @@ fn tree_line() -> String {
     format!("commit {head}{dirty}")
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!("{date}, {cpu}, {cores} cores, Linux {kernel}")
-}
-
 fn fmt(x: Option<f64>) -> String {
     x.map_or("–".into(), |x| format!("{x:.1}"))
 }
@@ -1239,7 +1203,7 @@ fn markdown(
         "Produced by `{} cargo bench --bench bench` (benches/bench/rounds.rs) on {}; the \
          benchmark's tree at {}.\n",
         env.join(" "),
-        machine(),
+        crate::report::machine(),
         tree
     )
     .unwrap();
