@@ -74,6 +74,21 @@ pub fn deadline(text: &str) -> Result<Deadline, String> {
     }
 }
 
+/// `peergate get --wait`: how long to wait for a value; `0` not at all,
+/// `None` forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait(pub Option<Duration>);
+
+/// Parses `--wait`: `0` is no wait, `never`, `forever` or `infinite` wait
+/// without end, anything else as `--timeout`.
+pub fn wait(text: &str) -> Result<Wait, String> {
+    match text.trim() {
+        "never" | "forever" | "infinite" => Ok(Wait(None)),
+        other if seconds(other)? == 0.0 => Ok(Wait(Some(Duration::ZERO))),
+        other => DEADLINE.parse(other).map(|d| Wait(Some(d))),
+    }
+}
+
 /// Parses a duration into seconds. Units: `ms`, `s`, `m`, `h`; components
 /// may be chained (`1m30s`) and have decimal fractions (`1.5s`); a bare
 /// number means seconds. Only digits and one `.` make a number: no signs,
@@ -158,6 +173,17 @@ mod tests {
         assert_eq!(parse("3"), Duration::from_secs(3));
         assert_eq!(parse("0.2"), Duration::from_millis(200));
         assert_eq!(parse(" .5s "), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn waits_are_none_some_or_forever() {
+        assert_eq!(wait("0"), Ok(Wait(Some(Duration::ZERO))));
+        assert_eq!(wait("0s"), Ok(Wait(Some(Duration::ZERO))));
+        assert_eq!(wait("30s"), Ok(Wait(Some(Duration::from_secs(30)))));
+        assert_eq!(wait("never"), Ok(Wait(None)));
+        assert_eq!(wait("forever"), Ok(Wait(None)));
+        assert!(wait("-1s").is_err());
+        assert!(wait("1ms").is_err(), "below the deadline's least");
     }
 
     #[test]

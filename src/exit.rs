@@ -21,6 +21,9 @@ pub enum Exit {
     Handoff(u8),
     Interrupted,
     Terminated,
+    /// `peergate put`, `get`, `barrier`: no live round to act in (it
+    /// ended while the command waited, or `PEERGATE_ROUND` is over).
+    RoundOver,
 }
 
 impl Exit {
@@ -33,6 +36,7 @@ impl Exit {
             Exit::Handoff(code) => code,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
+            Exit::RoundOver => 5,
         }
     }
 }

@@ -15,6 +15,20 @@ fn main() -> ExitCode {
         Ok(Invocation::Gate(args)) => gate_main(*args),
         Ok(Invocation::Await(args)) => await_main(&args),
         Ok(Invocation::Run(args)) => run_main(&args),
+        Ok(Invocation::Barrier(args)) => exchange_main(&args.common, |port, round| {
+            run::exchange::barrier(port, round, &args.name, args.timeout.0)
+        }),
+        Ok(Invocation::Put(args)) => exchange_main(&args.common, |port, round| {
+            let value = match args.value.as_deref() {
+                None | Some("-") => run::exchange::Value::Stdin,
+                Some(v) => run::exchange::Value::Given(v.to_owned()),
+            };
+            run::exchange::put(port, round, &args.key, value)
+        }),
+        Ok(Invocation::Get(args)) => exchange_main(&args.common, |port, round| {
+            let index = if args.all { None } else { args.index };
+            run::exchange::get(port, round, &args.key, index, args.wait.0, args.format)
+        }),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             ExitCode::SUCCESS
@@ -101,6 +115,23 @@ fn run_main(args: &cli::RunArgs) -> ExitCode {
         command: args.command.clone(),
     };
     let exit = runtime.block_on(run::run_workload(plan));
+    ExitCode::from(exit.code())
+}
+
+/// `peergate barrier`, `put`, `get`: one request to the local sidecar.
+fn exchange_main<F: Future<Output = Exit>>(
+    common: &cli::ExchangeCommon,
+    work: impl FnOnce(u16, Option<u32>) -> F,
+) -> ExitCode {
+    let quiet = logging::LogSpec::parse_flag("warn").expect("a valid level");
+    logging::init(
+        common.log_format,
+        Some(common.log_level.as_ref().unwrap_or(&quiet)),
+    );
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(Exit::Failure.code());
+    };
+    let exit = runtime.block_on(work(common.port, common.round));
     ExitCode::from(exit.code())
 }
 

@@ -19,6 +19,7 @@ use crate::report::{self, End};
 
 pub use crate::exit::Exit;
 use crate::exit::{Signals, Stop};
+pub use crate::sidecar::exchange_commands as exchange;
 pub use crate::sidecar::wait_for_sidecar;
 pub use crate::sidecar::workload::{RunPlan, run as run_workload};
 

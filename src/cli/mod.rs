@@ -17,11 +17,14 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 mod await_args;
+mod exchange_args;
 mod groups;
 mod run_args;
 
 use await_args::AWAIT_ABOUT;
 pub use await_args::AwaitArgs;
+use exchange_args::{BARRIER_ABOUT, GET_ABOUT, PUT_ABOUT};
+pub use exchange_args::{BarrierArgs, ExchangeCommon, GetArgs, PutArgs};
 pub use groups::{BarrierOnly, HostfileOptions, JobPeers, PingOnly, ServeOnly, ServiceNaming};
 use run_args::RUN_ABOUT;
 pub use run_args::RunArgs;
@@ -69,6 +72,9 @@ Examples:
                                           # a native sidecar; then in the next
   peergate await                          # container: wait for its release
   peergate run -- python train.py         # or: run it, restarted in each round
+  peergate put port 8476                  # then, in the workload: publish,
+  peergate get port --index 0 --wait 60s  # read what pod 0 published,
+  peergate barrier staged                 # wait for every pod to get here
 
 Exit codes: 0 all peers reachable (barrier: met; --serve: SIGTERM, before or
 after the release), 1 run-time failure (e.g. the barrier port cannot be
@@ -79,9 +85,9 @@ after `--` cannot be run, 130/143 interrupted by SIGINT/SIGTERM.";
 /// network do.
 pub const MAX_CONCURRENCY: usize = 4096;
 
-/// The whole command line: the gate's flags, or a subcommand with its own.
-/// More subcommands are to come (`barrier`, `put`, `get`); without
-/// one, `peergate` is the gate.
+/// The whole command line: the gate's flags, or a subcommand with its own
+/// (`await`, `run`, `barrier`, `put`, `get`); without one, `peergate` is
+/// the gate.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "peergate",
@@ -110,6 +116,12 @@ enum Subcommand {
     Await(AwaitArgs),
     #[command(about = RUN_ABOUT, long_about = None, hide = true)]
     Run(RunArgs),
+    #[command(about = BARRIER_ABOUT, long_about = None, hide = true)]
+    Barrier(BarrierArgs),
+    #[command(about = PUT_ABOUT, long_about = None, hide = true)]
+    Put(PutArgs),
+    #[command(about = GET_ABOUT, long_about = None, hide = true)]
+    Get(GetArgs),
 }
 
 /// What the command line asks for.
@@ -121,6 +133,12 @@ pub enum Invocation {
     Await(AwaitArgs),
     /// `peergate run ...`.
     Run(Box<RunArgs>),
+    /// `peergate barrier NAME ...`.
+    Barrier(BarrierArgs),
+    /// `peergate put KEY ...`.
+    Put(PutArgs),
+    /// `peergate get KEY ...`.
+    Get(GetArgs),
 }
 
 /// The gate's flags (`peergate` without a subcommand).
@@ -447,6 +465,9 @@ where
     match cli.subcommand {
         Some(Subcommand::Await(args)) => return Ok(Invocation::Await(args)),
         Some(Subcommand::Run(args)) => return Ok(Invocation::Run(Box::new(args))),
+        Some(Subcommand::Barrier(args)) => return Ok(Invocation::Barrier(args)),
+        Some(Subcommand::Put(args)) => return Ok(Invocation::Put(args)),
+        Some(Subcommand::Get(args)) => return Ok(Invocation::Get(args)),
         None => {}
     }
     let mut args = cli.gate;

@@ -6,7 +6,7 @@ use super::*;
 fn parse(args: &[&str]) -> Result<Args, clap::Error> {
     match parse_from(std::iter::once("peergate").chain(args.iter().copied()))? {
         Invocation::Gate(args) => Ok(*args),
-        Invocation::Await(_) | Invocation::Run(_) => panic!("not the gate"),
+        _ => panic!("not the gate"),
     }
 }
 
@@ -196,15 +196,52 @@ fn every_flag_reads_its_peergate_variable() {
         flags += 1;
     }
     assert!(flags >= 30, "{flags}");
-    let wait = command.find_subcommand("await").expect("await");
-    for arg in wait.get_arguments().filter(|a| a.get_long().is_some()) {
-        let long = arg.get_long().unwrap();
-        if long == "help" {
-            continue;
+    let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+    assert_eq!(names, ["await", "run", "barrier", "put", "get"]);
+    for sub in command.get_subcommands() {
+        for arg in sub.get_arguments().filter(|a| a.get_long().is_some()) {
+            let long = arg.get_long().unwrap();
+            if long == "help" {
+                continue;
+            }
+            assert!(
+                env(arg).is_some_and(|v| v.starts_with("PEERGATE_")),
+                "{} --{long}",
+                sub.get_name()
+            );
         }
-        assert!(
-            env(arg).is_some_and(|v| v.starts_with("PEERGATE_")),
-            "await --{long}"
-        );
     }
+}
+
+#[test]
+fn the_workload_commands_parse_their_arguments() {
+    let parse = |args: &[&str]| parse_from(std::iter::once("peergate").chain(args.iter().copied()));
+    let Ok(Invocation::Get(get)) = parse(&["get", "port", "--index", "0", "--wait", "1m"]) else {
+        panic!("get parses")
+    };
+    assert_eq!((get.key.as_str(), get.index, get.all), ("port", Some(0), false));
+    assert_eq!(get.wait.0, Some(Duration::from_secs(60)));
+    let Ok(Invocation::Get(get)) = parse(&["get", "port", "--all"]) else {
+        panic!("get --all parses")
+    };
+    assert_eq!((get.all, get.wait.0), (true, Some(Duration::ZERO)));
+    for bad in [
+        &["get", "port"][..],
+        &["get", "port", "--index", "0", "--all"],
+        &["get", "port", "--index", "-1"],
+        &["barrier"],
+        &["put"],
+        &["put", "k", "--round", "0"],
+        &["barrier", "b", "--timeout", "soon"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+    let Ok(Invocation::Put(put)) = parse(&["put", "k", "-", "--round", "2"]) else {
+        panic!("put parses")
+    };
+    assert_eq!((put.value.as_deref(), put.common.round), (Some("-"), Some(2)));
+    let Ok(Invocation::Barrier(b)) = parse(&["barrier", "staged", "--timeout", "never"]) else {
+        panic!("barrier parses")
+    };
+    assert_eq!((b.name.as_str(), b.timeout.0, b.common.port), ("staged", None, 7471));
 }

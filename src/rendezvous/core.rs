@@ -174,6 +174,7 @@ impl Core {
             state: State::Alive,
             addrs: settings.announce.clone(),
             claim: Default::default(),
+            board: Default::default(),
         };
         let topology = Topology::for_world(world);
         let info = DialInfo {
@@ -402,6 +403,7 @@ impl Core {
                 peer.addrs
             },
             claim: Default::default(),
+            board: Default::default(),
         };
         self.merge(now, record, Source::Link(id));
         LinkUp::Adopted(id)
@@ -746,18 +748,8 @@ impl Core {
                 continue;
             }
             if !state.blocked && state.cursor < head {
-                let mut from = state.cursor;
-                let mut records = Vec::new();
-                for (version, record) in self.members.changes_since(from, Source::Link(id)) {
-                    records.push(record.clone());
-                    if records.len() == proto::records_per_frame() {
-                        let records = std::mem::take(&mut records);
-                        self.actions
-                            .push_back(Action::Records { id, records, from });
-                        from = version + 1;
-                    }
-                }
-                if !records.is_empty() {
+                let changes = self.members.changes_since(state.cursor, Source::Link(id));
+                for (from, records) in frames(state.cursor, changes, proto::RECORDS_BUDGET) {
                     self.actions
                         .push_back(Action::Records { id, records, from });
                 }
@@ -777,10 +769,89 @@ impl Core {
     }
 }
 
+/// Cuts `changes` (from version `cursor` on) into frames of at most
+/// `budget` bytes of records, each with the version it starts at (where a
+/// link's cursor goes back to if the frame cannot be queued).
+fn frames<'a>(
+    cursor: Version,
+    changes: impl Iterator<Item = (Version, &'a Record)>,
+    budget: usize,
+) -> Vec<(Version, Vec<Record>)> {
+    let mut frames = Vec::new();
+    let mut from = cursor;
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    for (version, record) in changes {
+        let len = record.wire_len();
+        if !records.is_empty() && bytes + len > budget {
+            frames.push((from, std::mem::take(&mut records)));
+            from = version;
+            bytes = 0;
+        }
+        records.push(record.clone());
+        bytes += len;
+    }
+    if !records.is_empty() {
+        frames.push((from, records));
+    }
+    frames
+}
+
 pub(super) fn join(addrs: &[IpAddr]) -> String {
     addrs
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::rendezvous::board::Board;
+
+    fn record(index: u32, value_len: usize) -> Record {
+        let mut id = [1u8; 16];
+        id[..4].copy_from_slice(&index.to_be_bytes());
+        Record {
+            index,
+            instance: InstanceId(id),
+            started_ms: 1,
+            seq: 1,
+            state: State::Alive,
+            addrs: vec![],
+            claim: Claim::default(),
+            board: Arc::new(
+                Board::default()
+                    .put(1, "k", &"v".repeat(value_len))
+                    .unwrap(),
+            ),
+        }
+    }
+
+    #[test]
+    fn records_are_cut_into_frames_by_their_bytes() {
+        let records: Vec<Record> = (0..5).map(|i| record(i, 100)).collect();
+        let len = records[0].wire_len();
+        let changes = || records.iter().enumerate().map(|(v, r)| (10 + v as u64, r));
+        // Two records per frame; each frame starts at its first version.
+        let cut = frames(10, changes(), 2 * len);
+        let shape: Vec<(u64, usize)> = cut.iter().map(|(v, r)| (*v, r.len())).collect();
+        assert_eq!(shape, vec![(10, 2), (12, 2), (14, 1)]);
+        // A record larger than the budget still goes, alone.
+        let cut = frames(10, changes(), len - 1);
+        assert_eq!(cut.len(), 5);
+        assert!(frames(3, std::iter::empty(), len).is_empty());
+        // 300 pods' 4 KiB values take two frames of the wire, each within
+        // what a frame may carry.
+        let full: Vec<Record> = (0..300).map(|i| record(i, 4096)).collect();
+        let cut = frames(0, full.iter().map(|r| (0, r)), proto::RECORDS_BUDGET);
+        assert_eq!(cut.len(), 2);
+        for (_, records) in &cut {
+            let body = Sealed::Records(records.clone()).encode();
+            assert!(body.len() + proto::TAG_LEN <= proto::MAX_SEALED_BODY);
+        }
+    }
 }

@@ -16,8 +16,10 @@
 //! left out for good, and a pod that is gone is replaced by its successor.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::board::Board;
 use super::proto::{Claim, Hello, InstanceId, Record, Reject, State, Work};
 
 /// Incarnations kept per index: the current one and a few predecessors
@@ -209,6 +211,11 @@ impl Members {
         if record.seq > MAX_SEQ {
             return Merged::Invalid("its seq is the reserved u32::MAX");
         }
+        if record.board.check().is_err() {
+            return Merged::Invalid(
+                "its board breaks the limits (64 keys, 16 KiB, 4 KiB values, 64 barrier names)",
+            );
+        }
         let mine = self.me();
         if record.index == self.me {
             if record.instance != mine.instance {
@@ -295,7 +302,38 @@ impl Members {
         let Some(seq) = mine.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
             return false;
         };
-        self.store(Record { seq, claim, ..mine }, Source::Local, now);
+        // A board belongs to its round: joining a later one drops it rather
+        // than flooding what nobody will read.
+        let board = if claim.round != mine.claim.round {
+            Arc::default()
+        } else {
+            mine.board.clone()
+        };
+        self.store(
+            Record {
+                seq,
+                claim,
+                board,
+                ..mine
+            },
+            Source::Local,
+            now,
+        );
+        true
+    }
+
+    /// Replaces this pod's board (its workload put a value or entered a
+    /// barrier), raising its sequence number. False at the ceiling.
+    pub fn set_own_board(&mut self, board: Board, now: Duration) -> bool {
+        let mine = self.me().clone();
+        if *mine.board == board {
+            return true;
+        }
+        let Some(seq) = mine.seq.checked_add(1).filter(|&s| s <= MAX_SEQ) else {
+            return false;
+        };
+        let board = Arc::new(board);
+        self.store(Record { seq, board, ..mine }, Source::Local, now);
         true
     }
 
@@ -506,6 +544,7 @@ mod tests {
             state,
             addrs: vec![IpAddr::from([10, 0, index as u8, inst])],
             claim: Default::default(),
+            board: Default::default(),
         }
     }
 
@@ -841,6 +880,40 @@ mod tests {
         }
         assert!(m.slots[1].incarnations.len() <= MAX_INCARNATIONS);
         assert_eq!(m.current(1).unwrap().instance, id(20));
+    }
+
+    #[test]
+    fn boards_flood_with_their_record_and_a_peers_over_the_limits_is_ignored() {
+        let mut m = table(2);
+        let cursor = m.head();
+        let board = Board::default().put(1, "port", "8476").unwrap();
+        assert!(m.set_own_board(board.clone(), T));
+        let out = since(&m, cursor, Source::Link(1));
+        assert_eq!((out.len(), out[0].seq), (1, 1));
+        assert_eq!(*out[0].board, board);
+        assert!(m.set_own_board(board.clone(), T), "the same board again");
+        assert_eq!(m.me().seq, 1, "changes nothing");
+        // Joining round 2 drops the board of round 1.
+        assert!(m.set_own_claim(
+            Claim {
+                round: 2,
+                ..m.me().claim
+            },
+            T
+        ));
+        assert_eq!((m.me().seq, m.me().board.values.len()), (2, 0));
+
+        let mut over = rec(1, 1, 1, 1, State::Alive);
+        over.board = Arc::new(Board {
+            round: 1,
+            values: vec![("a b".into(), "x".into())],
+            barriers: vec![],
+        });
+        assert!(matches!(
+            m.merge(over, Source::Link(1), T),
+            Merged::Invalid(_)
+        ));
+        assert!(m.current(1).is_none(), "not stored");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Barrier mode: a rendezvous over TCP that releases on arrival, speaking
-//! protocol version 2 (docs/protocol.md).
+//! protocol version 4 (docs/protocol.md).
 //!
 //! Every pod listens on the barrier port and links to a few peers chosen by
 //! [`topology`]: all of them in a small Job, its nearest ancestors in a tree
@@ -27,8 +27,12 @@
 
 pub mod admission;
 pub mod auth;
+pub mod board;
 pub mod core;
 pub mod dial;
+pub mod exchange;
+#[cfg(test)]
+mod exchange_sim;
 pub mod link;
 pub mod links;
 pub mod members;
@@ -99,6 +103,9 @@ pub struct Rendezvous<R> {
     handshakes: Handshakes,
     accept_pause: Option<(Instant, Duration)>,
     status: watch::Sender<Status>,
+    /// The table's head: moves with every record that changed, a board
+    /// included, so waiting reads know when to look again.
+    changes: watch::Sender<u64>,
     on_change: Option<OnChange>,
     control: Option<mpsc::Receiver<Control>>,
 }
@@ -148,6 +155,7 @@ impl<R: Resolve> Rendezvous<R> {
             handshakes: Handshakes::default(),
             accept_pause: None,
             status: watch::Sender::new(Status::default()),
+            changes: watch::Sender::new(0),
             on_change: None,
             control: None,
         })
@@ -166,6 +174,11 @@ impl<R: Resolve> Rendezvous<R> {
     /// Released yet, and every hand-off change, as they happen.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.subscribe()
+    }
+
+    /// Moves whenever a record changed (for reads that wait on boards).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn instance(&self) -> InstanceId {
@@ -336,6 +349,12 @@ impl<R: Resolve> Rendezvous<R> {
 
     /// Tells the watchers when a round ended or the group began finishing.
     fn sync_status(&self) {
+        let head = self.core.head();
+        self.changes.send_if_modified(|h| {
+            let moved = *h != head;
+            *h = head;
+            moved
+        });
         let status = self.core.status();
         self.status.send_if_modified(|s| {
             if *s == status {
@@ -465,6 +484,24 @@ impl<R: Resolve> Rendezvous<R> {
             }
             Control::Detach { round } => self.core.detach(Instant::now(), round),
             Control::Report(work) => self.core.report(Instant::now(), work),
+            Control::Put {
+                round,
+                key,
+                value,
+                reply,
+            } => {
+                let _ = reply.send(self.core.put(Instant::now(), round, &key, &value));
+            }
+            Control::Enter { round, name, reply } => {
+                let _ = reply.send(self.core.enter(Instant::now(), round, &name));
+            }
+            Control::Read {
+                round,
+                query,
+                reply,
+            } => {
+                let _ = reply.send(self.core.read(round, &query));
+            }
         }
         self.execute();
     }

@@ -1,4 +1,4 @@
-//! Wire format of barrier protocol version 3: framing, and the bodies of
+//! Wire format of barrier protocol version 4: framing, and the bodies of
 //! every frame. Pure functions over bytes; the handshake that orders these
 //! frames is in `session`, their MACs in `auth`. docs/protocol.md is the
 //! specification; this module and its tests are what it describes. The
@@ -10,7 +10,7 @@
 //! ```text
 //! offset size  field
 //! 0      4     magic "PGBR"
-//! 4      1     protocol version (3)
+//! 4      1     protocol version (4)
 //! 5      1     kind
 //! 6      4     body length, big-endian
 //! 10     n     body
@@ -38,12 +38,15 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use thiserror::Error;
 
+use super::board::{self, Board};
+
 pub const MAGIC: [u8; 4] = *b"PGBR";
 /// Version 3 added each record's round claim (docs/protocol.md, "Rounds").
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 pub const HEADER_LEN: usize = 10;
 /// Largest body before the handshake completes: a stranger's frames stay small.
 pub const MAX_PLAIN_BODY: usize = 1024;
@@ -309,6 +312,28 @@ pub struct Record {
     pub addrs: Vec<IpAddr>,
     /// Where the incarnation stands in the rounds (a serving sidecar's).
     pub claim: Claim,
+    /// What its workload published (`peergate put`, `peergate barrier`);
+    /// shared, since records are copied into every link's frames.
+    pub board: Arc<Board>,
+}
+
+impl Record {
+    /// Bytes this record takes in a RECORDS frame.
+    pub fn wire_len(&self) -> usize {
+        let addrs: usize = self.addrs.iter().take(MAX_ADDRS).map(addr_len).sum();
+        let values: usize = (self.board.values.iter())
+            .map(|(k, v)| 1 + k.len() + 2 + v.len())
+            .sum();
+        let barriers: usize = self.board.barriers.iter().map(|b| 1 + b.len()).sum();
+        MIN_RECORD_LEN + addrs + values + barriers
+    }
+}
+
+fn addr_len(addr: &IpAddr) -> usize {
+    match addr {
+        IpAddr::V4(_) => 5,
+        IpAddr::V6(_) => 17,
+    }
 }
 
 /// What an incarnation says of itself about the rounds: the round it has
@@ -446,7 +471,7 @@ impl Sealed {
     }
 
     /// The body before its tag. Record lists longer than one frame allows
-    /// are the caller's to split ([`records_per_frame`]).
+    /// are the caller's to split ([`RECORDS_BUDGET`]).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
@@ -460,6 +485,7 @@ impl Sealed {
                     out.push(r.state as u8);
                     put_addrs(&mut out, &r.addrs);
                     put_claim(&mut out, &r.claim);
+                    put_board(&mut out, &r.board);
                 }
             }
             Sealed::Complete => {}
@@ -479,7 +505,7 @@ impl Sealed {
         let sealed = match kind {
             KIND_RECORDS => {
                 let count = r.u32("records: count")? as usize;
-                // Each record takes at least 52 bytes: a count beyond what
+                // Each record takes at least 58 bytes: a count beyond what
                 // the body can hold is a lie, not a reason to allocate.
                 if count > body.len() / MIN_RECORD_LEN {
                     return Err(ProtoError::Malformed("records: count exceeds the body"));
@@ -494,6 +520,7 @@ impl Sealed {
                         state: State::try_from(r.u8("record: state")?)?,
                         addrs: r.addrs("record: addresses")?,
                         claim: r.claim()?,
+                        board: Arc::new(r.board()?),
                     });
                 }
                 Sealed::Records(records)
@@ -516,15 +543,21 @@ impl Sealed {
 
 /// Bytes of a record's claim: round, view, work kind, work round, code.
 const CLAIM_LEN: usize = 4 + 8 + 1 + 4 + 1;
-/// Bytes of the smallest record (no addresses).
-const MIN_RECORD_LEN: usize = 4 + INSTANCE_LEN + 8 + 4 + 1 + 1 + CLAIM_LEN;
-/// Bytes of the largest record.
-const MAX_RECORD_LEN: usize = MIN_RECORD_LEN + MAX_ADDRS * 17;
+/// Bytes of an empty board: its round, the value and barrier counts.
+const EMPTY_BOARD_LEN: usize = 4 + 1 + 1;
+/// Bytes of the smallest record (no addresses, an empty board).
+pub const MIN_RECORD_LEN: usize = 4 + INSTANCE_LEN + 8 + 4 + 1 + 1 + CLAIM_LEN + EMPTY_BOARD_LEN;
+/// Bytes of the largest record a pod sends: every address, a full board.
+pub const MAX_RECORD_LEN: usize = MIN_RECORD_LEN
+    + MAX_ADDRS * 17
+    + board::MAX_KEYS * 3
+    + board::MAX_BYTES
+    + board::MAX_BARRIERS * (1 + board::MAX_KEY);
 
-/// How many records always fit in one sealed frame.
-pub const fn records_per_frame() -> usize {
-    (MAX_SEALED_BODY - TAG_LEN - 4) / MAX_RECORD_LEN
-}
+/// Bytes of records one RECORDS frame carries (its body, less the count
+/// and the tag): a sender cuts its records into frames of at most this.
+pub const RECORDS_BUDGET: usize = MAX_SEALED_BODY - TAG_LEN - 4;
+const _: () = assert!(MAX_RECORD_LEN <= RECORDS_BUDGET);
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -544,6 +577,31 @@ fn put_claim(out: &mut Vec<u8>, claim: &Claim) {
     out.push(claim.work.kind());
     out.extend_from_slice(&round.to_be_bytes());
     out.push(code);
+}
+
+/// A board: its round, then the values (key, value), then the barrier
+/// names, each string after its length.
+fn put_board(out: &mut Vec<u8>, board: &Board) {
+    out.extend_from_slice(&board.round.to_be_bytes());
+    let values = &board.values[..board.values.len().min(u8::MAX.into())];
+    out.push(values.len() as u8);
+    for (key, value) in values {
+        put_str8(out, key);
+        let value = truncate_utf8(value, u16::MAX.into());
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    let barriers = &board.barriers[..board.barriers.len().min(u8::MAX.into())];
+    out.push(barriers.len() as u8);
+    for name in barriers {
+        put_str8(out, name);
+    }
+}
+
+fn put_str8(out: &mut Vec<u8>, s: &str) {
+    let s = truncate_utf8(s, u8::MAX.into());
+    out.push(s.len() as u8);
+    out.extend_from_slice(s.as_bytes());
 }
 
 fn put_addrs(out: &mut Vec<u8>, addrs: &[IpAddr]) {
@@ -667,6 +725,37 @@ impl<'a> Reader<'a> {
         Ok(Claim { round, view, work })
     }
 
+    fn text(&mut self, what: &'static str, len: usize) -> Result<String, ProtoError> {
+        String::from_utf8(self.bytes(what, len)?.to_vec()).map_err(|_| ProtoError::Malformed(what))
+    }
+
+    /// A board as [`put_board`] writes it. Its limits are the table's to
+    /// check ([`Board::check`]): a board over them is a peer's mistake, not
+    /// a broken frame.
+    fn board(&mut self) -> Result<Board, ProtoError> {
+        let round = self.u32("record: board round")?;
+        let count = self.u8("record: board values")?;
+        let mut values = Vec::with_capacity(count.into());
+        for _ in 0..count {
+            let len = usize::from(self.u8("record: board key")?);
+            let key = self.text("record: board key", len)?;
+            let b = self.bytes("record: board value", 2)?;
+            let len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+            values.push((key, self.text("record: board value", len)?));
+        }
+        let count = self.u8("record: board barriers")?;
+        let mut barriers = Vec::with_capacity(count.into());
+        for _ in 0..count {
+            let len = usize::from(self.u8("record: barrier name")?);
+            barriers.push(self.text("record: barrier name", len)?);
+        }
+        Ok(Board {
+            round,
+            values,
+            barriers,
+        })
+    }
+
     fn finish(&self, what: &'static str) -> Result<(), ProtoError> {
         if self.buf.is_empty() {
             Ok(())
@@ -704,6 +793,7 @@ mod tests {
             state,
             addrs: vec!["10.0.0.1".parse().unwrap()],
             claim: Default::default(),
+            board: Default::default(),
         }
     }
 
@@ -756,15 +846,17 @@ mod tests {
         assert_eq!(split(b"GET / HTTP/1.1", 64), Err(ProtoError::BadMagic));
         // A v1 peer's HELLO: named as such after five bytes.
         assert_eq!(split(b"PGBR\x01", 64), Err(ProtoError::Version(1)));
-        // So is a v2 peer's (no round claims in its records).
+        // So is a v2 peer's (no round claims in its records) and a v3
+        // peer's (no boards).
         assert_eq!(split(b"PGBR\x02", 64), Err(ProtoError::Version(2)));
+        assert_eq!(split(b"PGBR\x03", 64), Err(ProtoError::Version(3)));
         assert!(
             ProtoError::Version(1)
                 .to_string()
                 .contains("same peergate release")
         );
         assert_eq!(
-            split(b"PGBR\x03\x63\0\0\0\0", 64),
+            split(b"PGBR\x04\x63\0\0\0\0", 64),
             Err(ProtoError::Kind(0x63))
         );
         // A length over the phase's limit fails before the body arrives.
@@ -773,7 +865,7 @@ mod tests {
             Err(ProtoError::TooLarge(2000, MAX_PLAIN_BODY))
         );
         assert!(matches!(
-            split(b"PGBR\x03\x10\xff\xff\xff\xff", MAX_SEALED_BODY),
+            split(b"PGBR\x04\x10\xff\xff\xff\xff", MAX_SEALED_BODY),
             Err(ProtoError::TooLarge(..))
         ));
     }
@@ -875,15 +967,75 @@ mod tests {
         assert_eq!(format!("{id:?}"), "InstanceId(abababab)");
     }
 
+    /// The largest board a pod may hold: every key, every byte, every
+    /// barrier name at its longest.
+    fn full_board() -> Board {
+        let per_value = board::MAX_BYTES / board::MAX_KEYS - board::MAX_KEY;
+        Board {
+            round: 7,
+            values: (0..board::MAX_KEYS)
+                .map(|i| (format!("{i:0>64}"), "v".repeat(per_value)))
+                .collect(),
+            barriers: (0..board::MAX_BARRIERS)
+                .map(|i| format!("{i:0>64}"))
+                .collect(),
+        }
+    }
+
     #[test]
-    fn a_full_frame_of_the_largest_records_fits() {
+    fn the_largest_record_fits_its_bound_and_a_frame() {
         let big = Record {
             addrs: vec!["fd00::1".parse().unwrap(); MAX_ADDRS],
+            board: Arc::new(full_board()),
             ..record(1, State::Alive)
         };
-        let body = Sealed::Records(vec![big; records_per_frame()]).encode();
+        assert_eq!(big.board.check(), Ok(()));
+        assert_eq!(big.board.bytes(), board::MAX_BYTES);
+        let body = Sealed::Records(vec![big.clone()]).encode();
+        assert_eq!(body.len(), 4 + big.wire_len());
+        assert_eq!(big.wire_len(), MAX_RECORD_LEN);
+        let n = RECORDS_BUDGET / MAX_RECORD_LEN;
+        let body = Sealed::Records(vec![big; n]).encode();
         assert!(body.len() + TAG_LEN <= MAX_SEALED_BODY);
-        assert!(records_per_frame() > 1000);
+        let bare = Record {
+            addrs: vec![],
+            ..record(0, State::Alive)
+        };
+        assert_eq!(bare.wire_len(), MIN_RECORD_LEN);
+        assert_eq!(
+            Sealed::Records(vec![bare]).encode().len(),
+            4 + MIN_RECORD_LEN
+        );
+        assert_eq!(MIN_RECORD_LEN, 58);
+    }
+
+    #[test]
+    fn boards_round_trip_and_broken_ones_are_malformed() {
+        let r = Record {
+            board: Arc::new(full_board()),
+            ..record(2, State::Alive)
+        };
+        let s = Sealed::Records(vec![r, record(0, State::Dead)]);
+        let body = s.encode();
+        assert_eq!(Sealed::decode(KIND_RECORDS, &body).unwrap(), s);
+        let one = Sealed::Records(vec![Record {
+            board: Arc::new(Board {
+                round: 1,
+                values: vec![("k".into(), "é".into())],
+                barriers: vec![],
+            }),
+            ..record(2, State::Alive)
+        }])
+        .encode();
+        let mut bad = one.clone();
+        let at = bad.len() - 2; // the value's last byte, before the barrier count
+        bad[at] = 0xff;
+        assert_eq!(
+            Sealed::decode(KIND_RECORDS, &bad),
+            Err(ProtoError::Malformed("record: board value"))
+        );
+        let cut = &one[..one.len() - 1];
+        assert!(Sealed::decode(KIND_RECORDS, cut).is_err());
     }
 
     #[test]

@@ -518,6 +518,7 @@ mod tests {
             state: State::Alive,
             addrs: vec![IpAddr::from([10, 0, generation, index as u8])],
             claim,
+            board: Default::default(),
         }
     }
 

@@ -493,6 +493,7 @@ mod tests {
             state: State::Alive,
             addrs: vec![],
             claim: Default::default(),
+            board: Default::default(),
         };
         dw.send(&Sealed::Records(vec![record.clone()]))
             .await
@@ -573,7 +574,7 @@ mod tests {
         });
         assert!(timed_out(&outcome), "{outcome:?}");
         assert_eq!(seen.len(), proto::HEADER_LEN + 32, "one NONCE frame");
-        assert_eq!(&seen[..6], b"PGBR\x03\x01");
+        assert_eq!(&seen[..6], b"PGBR\x04\x01");
         assert!(
             !seen.windows(6).any(|w| w == b"secret"),
             "the token never leaves"

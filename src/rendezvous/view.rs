@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::core::Core;
+use super::exchange::{Query, Reading, Refusal};
 use super::proto::InstanceId;
 use super::proto::{Record, State, Work};
 use super::rounds::{Attach, EndCause, Rounds};
@@ -76,9 +77,33 @@ pub enum Control {
     },
     /// The run's command ended so (a failure, or done for good).
     Report(Work),
+    /// `peergate put` in the live round, or in `round` while it is live.
+    Put {
+        round: Option<u32>,
+        key: String,
+        value: String,
+        reply: oneshot::Sender<Result<u32, Refusal>>,
+    },
+    /// `peergate barrier` enters a barrier.
+    Enter {
+        round: Option<u32>,
+        name: String,
+        reply: oneshot::Sender<Result<u32, Refusal>>,
+    },
+    /// `peergate get` and `barrier` look at the round's boards.
+    Read {
+        round: Option<u32>,
+        query: Query,
+        reply: oneshot::Sender<Reading>,
+    },
 }
 
 impl Core {
+    /// The table's head: it moves with every change of a record.
+    pub fn head(&self) -> u64 {
+        self.members.head()
+    }
+
     pub fn met_count(&self) -> usize {
         self.members.arrived_count() as usize
     }

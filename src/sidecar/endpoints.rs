@@ -12,6 +12,8 @@ pub struct Endpoints {
     pub control: mpsc::Sender<Control>,
     /// The engine's status.
     pub status: watch::Receiver<Status>,
+    /// Moves with every change of the engine's table (boards included).
+    pub changes: watch::Receiver<u64>,
     /// The hostfile writer's, when there is a hostfile: a round shows as
     /// released only once its hand-off is written.
     pub written: Option<watch::Receiver<Status>>,

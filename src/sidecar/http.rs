@@ -1,5 +1,6 @@
 //! The smallest HTTP/1.x server the health endpoints and `peergate await`
-//! need: one GET per connection, a response with a length, then close.
+//! need: one request per connection (a body only with a Content-Length,
+//! for `peergate put`), a response with a length, then close.
 //!
 //! No HTTP crate fits the 3 MB budget next to everything else (hyper and
 //! its stack add several hundred KB), and the endpoints need nothing but a
@@ -15,16 +16,36 @@ use tokio::time::timeout;
 
 /// Most bytes of a request head (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its request head (a kubelet probe sends it at
-/// once).
+/// Most bytes of a request body (a `peergate put` value is at most 4 KiB).
+pub const MAX_BODY: usize = 8 * 1024;
+/// Time a client has to send its request head and body (a kubelet probe
+/// sends it at once).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Request {
     pub method: String,
     /// The path without its query string.
     pub path: String,
     pub query: Option<String>,
+    /// The Content-Length header's value.
+    pub content_length: Option<usize>,
+    /// Bytes of the head, up to and including its blank line.
+    pub head_len: usize,
+    /// The body, filled by [`read_request`].
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The value of query parameter `name` (`a=1&b`: `a` is `1`, `b` is
+    /// empty), undecoded: the parameters this server reads are numbers and
+    /// flags.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +59,18 @@ pub enum Parsed {
 
 /// Parses the request head in `buf` (everything read so far).
 pub fn parse(buf: &[u8]) -> Parsed {
-    let Some(end) = find(buf, b"\r\n\r\n").or_else(|| find(buf, b"\n\n")) else {
+    let Some((end, blank)) = find(buf, b"\r\n\r\n")
+        .map(|e| (e, 4))
+        .or_else(|| find(buf, b"\n\n").map(|e| (e, 2)))
+    else {
         if buf.len() >= MAX_HEAD {
             return Parsed::Bad("request head too large");
         }
         return Parsed::NeedMore;
     };
+    if end + blank > MAX_HEAD {
+        return Parsed::Bad("request head too large");
+    }
     let head = &buf[..end];
     let line_end = find(head, b"\n").unwrap_or(head.len());
     let line = &head[..line_end];
@@ -70,10 +97,32 @@ pub fn parse(buf: &[u8]) -> Parsed {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (target, None),
     };
+    let mut content_length = None;
+    for header in head[line_end..].split(|&b| b == b'\n').skip(1) {
+        let header = header.strip_suffix(b"\r").unwrap_or(header);
+        let Some(colon) = header.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !header[..colon].eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        let value = std::str::from_utf8(&header[colon + 1..]).unwrap_or("");
+        match value.trim().parse::<usize>() {
+            Ok(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
+            Ok(_) => return Parsed::Bad("conflicting Content-Length headers"),
+            Err(_) => return Parsed::Bad("malformed Content-Length"),
+        }
+    }
+    if content_length.is_some_and(|n| n > MAX_BODY) {
+        return Parsed::Bad("request body too large");
+    }
     Parsed::Request(Request {
         method: method.to_owned(),
         path: path.to_owned(),
         query,
+        content_length,
+        head_len: end + blank,
+        body: Vec::new(),
     })
 }
 
@@ -112,6 +161,7 @@ impl Response {
             400 => "Bad Request",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            409 => "Conflict",
             503 => "Service Unavailable",
             _ => "Status",
         };
@@ -130,13 +180,21 @@ impl Response {
     }
 }
 
-/// Reads one request head from `stream`, within [`HEAD_DEADLINE`].
+/// Reads one request from `stream`, its head and (with a Content-Length)
+/// its body, within [`HEAD_DEADLINE`].
 pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Parsed> {
     let mut buf = Vec::with_capacity(512);
     let read = async {
         loop {
             match parse(&buf) {
                 Parsed::NeedMore => {}
+                Parsed::Request(mut r) => {
+                    let want = r.head_len + r.content_length.unwrap_or(0);
+                    if buf.len() >= want {
+                        r.body = buf[r.head_len..want].to_vec();
+                        return Ok(Parsed::Request(r));
+                    }
+                }
                 done => return Ok(done),
             }
             let mut chunk = [0u8; 1024];
@@ -175,23 +233,23 @@ pub fn parse_response(bytes: &[u8]) -> Option<(u16, &[u8])> {
 mod tests {
     use super::*;
 
-    fn req(path: &str, query: Option<&str>) -> Parsed {
+    fn req(path: &str, query: Option<&str>, head_len: usize) -> Parsed {
         Parsed::Request(Request {
             method: "GET".into(),
             path: path.into(),
             query: query.map(str::to_owned),
+            head_len,
+            ..Request::default()
         })
     }
 
     #[test]
     fn request_lines() {
-        assert_eq!(
-            parse(b"GET /readyz HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.33\r\n\r\n"),
-            req("/readyz", None)
-        );
+        let probe = b"GET /readyz HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.33\r\n\r\n";
+        assert_eq!(parse(probe), req("/readyz", None, probe.len()));
         assert_eq!(
             parse(b"GET /peers?x=1 HTTP/1.0\n\n"),
-            req("/peers", Some("x=1"))
+            req("/peers", Some("x=1"), 25)
         );
         assert_eq!(parse(b"GET /readyz HTTP/1.1\r\nHost"), Parsed::NeedMore);
         assert_eq!(parse(b""), Parsed::NeedMore);
@@ -209,6 +267,53 @@ mod tests {
         }
         let huge = vec![b'a'; MAX_HEAD + 1];
         assert_eq!(parse(&huge), Parsed::Bad("request head too large"));
+    }
+
+    #[test]
+    fn bodies_come_with_a_content_length_and_within_limits() {
+        let Parsed::Request(r) =
+            parse(b"PUT /v1/values/k?round=2&x HTTP/1.1\r\ncontent-LENGTH: 5\r\n\r\nhello")
+        else {
+            panic!()
+        };
+        assert_eq!((r.method.as_str(), r.content_length), ("PUT", Some(5)));
+        assert_eq!(
+            (r.param("round"), r.param("x"), r.param("y")),
+            (Some("2"), Some(""), None)
+        );
+        for (bad, why) in [
+            (
+                &b"PUT / HTTP/1.1\r\nContent-Length: x\r\n\r\n"[..],
+                "malformed Content-Length",
+            ),
+            (
+                b"PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                "conflicting Content-Length headers",
+            ),
+            (
+                b"PUT / HTTP/1.1\r\nContent-Length: 8193\r\n\r\n",
+                "request body too large",
+            ),
+        ] {
+            assert_eq!(parse(bad), Parsed::Bad(why));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reader_waits_for_the_whole_body() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let read = tokio::spawn(async move { read_request(&mut server).await });
+        client
+            .write_all(b"PUT /v1/values/k HTTP/1.1\r\nContent-Length: 40\r\n\r\n")
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            client.write_all(b"0123456789").await.unwrap();
+        }
+        let Parsed::Request(r) = read.await.unwrap().unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.body, b"0123456789".repeat(4));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 mod answer;
 pub mod await_client;
 mod endpoints;
+pub mod exchange;
+pub mod exchange_client;
+pub mod exchange_commands;
 pub mod http;
 pub mod lease;
 pub mod serve;
@@ -96,6 +99,7 @@ pub(crate) async fn run<R: Resolve>(
     let endpoints = serve::Endpoints {
         control: control_tx,
         status: status.clone(),
+        changes: barrier.changes(),
         written,
     };
     servers.spawn(serve::serve(await_listener, endpoints.clone(), true));

@@ -94,6 +94,12 @@ async fn handle(mut stream: TcpStream, endpoints: Endpoints, with_await: bool) {
         super::lease::serve(stream, request, endpoints).await;
         return;
     }
+    if with_await && super::exchange::handles(&request) {
+        if let Some(response) = super::exchange::serve(&mut stream, &request, &endpoints).await {
+            let _ = http::respond(&mut stream, &response, false).await;
+        }
+        return;
+    }
     let head_only = request.method == "HEAD";
     let response = if request.method != "GET" && !head_only {
         Response::text(405, "only GET and HEAD\n")
@@ -370,6 +376,7 @@ mod tests {
             state,
             addrs: vec![IpAddr::from([10, 0, 0, i as u8 + 1])],
             claim: Default::default(),
+            board: Default::default(),
         };
         Snapshot {
             world: 3,

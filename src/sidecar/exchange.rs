@@ -1,0 +1,301 @@
+//! `/v1/values` and `/v1/barriers`: what `peergate put`, `get` and
+//! `barrier` ask the sidecar in their pod, over the loopback await port.
+//!
+//! ```text
+//! PUT  /v1/values/KEY?round=R                 body: the value
+//! GET  /v1/values/KEY?index=I[&wait=MS][&round=R]
+//! GET  /v1/values/KEY?all[&wait=MS][&round=R]
+//! POST /v1/barriers/NAME[?wait=MS][&round=R]  (no wait: until it passes)
+//! ```
+//!
+//! Every answer is JSON ([`Answer`]): 200 done, 404 not (yet) published or
+//! entered by the members listed, 409 no live round to act in, 400 a
+//! request the limits or the Job refuse. `round` pins the request to one
+//! round (the workload's `PEERGATE_ROUND`); without it, the live round.
+//! A waiting request holds its connection and ends when it is answered, at
+//! its wait, or when the client hangs up.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+
+use super::endpoints::Endpoints;
+use super::http::{Request, Response};
+use crate::rendezvous::Control;
+use crate::rendezvous::exchange::{Entry, Over, Query, Reading, Refusal};
+use crate::rendezvous::rounds::EndCause;
+
+/// Longest wait a request may ask for (30 days, as `--timeout`).
+pub const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One member's value on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    pub index: u32,
+    pub name: String,
+    #[serde(default)]
+    pub addrs: Vec<IpAddr>,
+    pub value: String,
+}
+
+/// Every answer's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    /// 200: put, barrier passed, or the values found.
+    Done {
+        round: u32,
+        #[serde(default)]
+        entries: Vec<WireEntry>,
+    },
+    /// 404: these members have not published or entered (yet).
+    Missing { round: u32, missing: Vec<u32> },
+    /// 409: no live round to act in.
+    Over {
+        /// `not_released`, `ended` or `ahead`.
+        why: String,
+        #[serde(default)]
+        round: u32,
+        #[serde(default)]
+        latest: u32,
+        /// Why `round` ended, when the sidecar saw it end: `failed`,
+        /// `replaced`, `lost`, `moved`; and the index that caused it.
+        #[serde(default)]
+        cause: Option<String>,
+        #[serde(default)]
+        index: Option<u32>,
+    },
+    /// 400: refused (the limits, no such index, a bad request).
+    Error { error: String },
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        match self {
+            Answer::Done { .. } => 200,
+            Answer::Missing { .. } => 404,
+            Answer::Over { .. } => 409,
+            Answer::Error { .. } => 400,
+        }
+    }
+
+    fn response(&self) -> Response {
+        let mut r = Response::json(serde_json::to_string(self).expect("answers serialize"));
+        r.status = self.status();
+        r
+    }
+
+    fn error(text: impl Into<String>) -> Answer {
+        Answer::Error { error: text.into() }
+    }
+
+    fn over(over: Over) -> Answer {
+        let (why, round, latest, cause) = match over {
+            Over::NotReleased => ("not_released", 0, 0, None),
+            Over::Ended {
+                round,
+                latest,
+                cause,
+            } => ("ended", round, latest, cause),
+            Over::Ahead { round, latest } => ("ahead", round, latest, None),
+        };
+        Answer::Over {
+            why: why.into(),
+            round,
+            latest,
+            cause: cause.map(|c| c.name().to_owned()),
+            index: cause.map(EndCause::index),
+        }
+    }
+
+    fn reading(reading: Reading) -> Answer {
+        match reading {
+            Reading::Ready { round, entries } => Answer::Done {
+                round,
+                entries: entries.into_iter().map(wire).collect(),
+            },
+            Reading::Waiting { round, missing } => Answer::Missing { round, missing },
+            Reading::Over(over) => Answer::over(over),
+            Reading::NoIndex { index, world } => Answer::error(format!(
+                "no index {index} in a Job of {world} pods (0 to {})",
+                world.saturating_sub(1)
+            )),
+        }
+    }
+
+    fn refusal(refusal: Refusal, what: &str) -> Answer {
+        match refusal {
+            Refusal::Over(over) => Answer::over(over),
+            Refusal::Limits(why) => Answer::error(format!("{what}: {why}")),
+            Refusal::Ceiling => Answer::Error {
+                error: "this pod's record cannot change any more (its sequence number is at \
+                        its ceiling)"
+                    .into(),
+            },
+        }
+    }
+}
+
+fn wire(e: Entry) -> WireEntry {
+    WireEntry {
+        index: e.index,
+        name: e.name,
+        addrs: e.addrs,
+        value: e.value,
+    }
+}
+
+/// Whether this module answers `request`.
+pub fn handles(request: &Request) -> bool {
+    request.path.starts_with("/v1/values/") || request.path.starts_with("/v1/barriers/")
+}
+
+/// Answers one request; waits hold `stream` open and end early when the
+/// client hangs up (then nothing is written).
+pub async fn serve(
+    stream: &mut TcpStream,
+    request: &Request,
+    endpoints: &Endpoints,
+) -> Option<Response> {
+    let answer = match answer(stream, request, endpoints).await {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return None,
+        Err(text) => Answer::error(text),
+    };
+    Some(answer.response())
+}
+
+async fn answer(
+    stream: &mut TcpStream,
+    request: &Request,
+    endpoints: &Endpoints,
+) -> Result<Option<Answer>, String> {
+    let round = match request.param("round") {
+        None | Some("") => None,
+        Some(r) => Some(r.parse::<u32>().map_err(|_| format!("bad round `{r}`"))?),
+    };
+    let wait = match request.param("wait") {
+        None => None,
+        Some(ms) => Some(
+            ms.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("bad wait `{ms}`"))?
+                .min(MAX_WAIT),
+        ),
+    };
+    let stopping = || Answer::error("the sidecar is stopping");
+    if let Some(key) = request.path.strip_prefix("/v1/values/") {
+        match request.method.as_str() {
+            "PUT" => {
+                let value = String::from_utf8(request.body.clone())
+                    .map_err(|_| "the value is not UTF-8 text".to_owned())?;
+                let key = key.to_owned();
+                let put = endpoints
+                    .ask(|reply| Control::Put {
+                        round,
+                        key: key.clone(),
+                        value,
+                        reply,
+                    })
+                    .await;
+                Ok(Some(match put {
+                    Some(Ok(round)) => Answer::Done {
+                        round,
+                        entries: Vec::new(),
+                    },
+                    Some(Err(refusal)) => Answer::refusal(refusal, &format!("key `{key}`")),
+                    None => stopping(),
+                }))
+            }
+            "GET" => {
+                let query = match (request.param("index"), request.param("all")) {
+                    (Some(i), None) => Query::Value {
+                        key: key.to_owned(),
+                        index: i.parse().map_err(|_| format!("bad index `{i}`"))?,
+                    },
+                    (None, Some(_)) => Query::All(key.to_owned()),
+                    _ => return Err("give either index=I or all".into()),
+                };
+                let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
+                Ok(read_until(stream, endpoints, round, query, Some(deadline)).await)
+            }
+            _ => Err("values take PUT or GET".into()),
+        }
+    } else if let Some(name) = request.path.strip_prefix("/v1/barriers/") {
+        if request.method != "POST" {
+            return Err("barriers take POST".into());
+        }
+        let name = name.to_owned();
+        let entered = endpoints
+            .ask(|reply| Control::Enter {
+                round,
+                name: name.clone(),
+                reply,
+            })
+            .await;
+        let round = match entered {
+            Some(Ok(round)) => round,
+            Some(Err(refusal)) => {
+                return Ok(Some(Answer::refusal(refusal, &format!("barrier `{name}`"))));
+            }
+            None => return Ok(Some(stopping())),
+        };
+        let deadline = wait.map(|w| Instant::now() + w);
+        Ok(read_until(
+            stream,
+            endpoints,
+            Some(round),
+            Query::Barrier(name),
+            deadline,
+        )
+        .await)
+    } else {
+        Err("not found".into())
+    }
+}
+
+/// Reads until the answer is no longer "missing", `deadline` passes, or the
+/// client hangs up (`None`).
+async fn read_until(
+    stream: &mut TcpStream,
+    endpoints: &Endpoints,
+    round: Option<u32>,
+    query: Query,
+    deadline: Option<Instant>,
+) -> Option<Answer> {
+    let mut changes = endpoints.changes.clone();
+    let mut status = endpoints.status.clone();
+    loop {
+        // Seen before asking: a change after the answer wakes the wait.
+        changes.borrow_and_update();
+        status.borrow_and_update();
+        let reading = endpoints
+            .ask(|reply| Control::Read {
+                round,
+                query: query.clone(),
+                reply,
+            })
+            .await;
+        let Some(reading) = reading else {
+            return Some(Answer::error("the sidecar is stopping"));
+        };
+        let waiting = matches!(reading, Reading::Waiting { .. });
+        if !waiting || deadline.is_some_and(|d| d <= Instant::now()) {
+            return Some(Answer::reading(reading));
+        }
+        let far = Instant::now() + MAX_WAIT;
+        let mut probe = [0u8; 1];
+        tokio::select! {
+            changed = changes.changed() => changed.ok()?,
+            changed = status.changed() => changed.ok()?,
+            () = sleep_until(deadline.unwrap_or(far)) => {}
+            // A waiting client sends nothing more: a read that ends is a
+            // hang-up.
+            _ = stream.read(&mut probe) => return None,
+        }
+    }
+}
