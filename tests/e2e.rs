@@ -65,6 +65,10 @@ scenarios!(
     r03_rounds_max_restarts,
     r04_rounds_finishing,
     r05_rounds_stalled_sidecar,
+    x01_exchange_put_get,
+    x02_exchange_barrier_late_entrant,
+    x03_exchange_limits,
+    x04_exchange_round_change_during_barrier,
 );
 
 /// `-- COMMAND` replaces peergate: the command runs under peergate's PID

@@ -10,9 +10,10 @@ use crate::values::{LogFormat, tcp_port};
 
 const ROUND_NOTE: &str = "\
 They act in the sidecar's live round: the round whose PEERGATE_ROUND the
-workload was given by `peergate run` or `peergate await`, or without it the
-latest released. A new round starts empty, and values and barriers of a
-replaced or lost pod go with it.";
+workload was given by `peergate run` or `peergate await -- COMMAND`, or
+without it the live one (a barrier or a `get --wait` started between rounds
+waits for the next). A new round starts empty, and what a replaced or lost
+pod published goes with it.";
 
 pub(super) const BARRIER_ABOUT: &str = "\
 Block until every member of the current round has entered barrier NAME, then

@@ -219,7 +219,10 @@ fn the_workload_commands_parse_their_arguments() {
     let Ok(Invocation::Get(get)) = parse(&["get", "port", "--index", "0", "--wait", "1m"]) else {
         panic!("get parses")
     };
-    assert_eq!((get.key.as_str(), get.index, get.all), ("port", Some(0), false));
+    assert_eq!(
+        (get.key.as_str(), get.index, get.all),
+        ("port", Some(0), false)
+    );
     assert_eq!(get.wait.0, Some(Duration::from_secs(60)));
     let Ok(Invocation::Get(get)) = parse(&["get", "port", "--all"]) else {
         panic!("get --all parses")
@@ -239,9 +242,15 @@ fn the_workload_commands_parse_their_arguments() {
     let Ok(Invocation::Put(put)) = parse(&["put", "k", "-", "--round", "2"]) else {
         panic!("put parses")
     };
-    assert_eq!((put.value.as_deref(), put.common.round), (Some("-"), Some(2)));
+    assert_eq!(
+        (put.value.as_deref(), put.common.round),
+        (Some("-"), Some(2))
+    );
     let Ok(Invocation::Barrier(b)) = parse(&["barrier", "staged", "--timeout", "never"]) else {
         panic!("barrier parses")
     };
-    assert_eq!((b.name.as_str(), b.timeout.0, b.common.port), ("staged", None, 7471));
+    assert_eq!(
+        (b.name.as_str(), b.timeout.0, b.common.port),
+        ("staged", None, 7471)
+    );
 }

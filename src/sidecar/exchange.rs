@@ -11,9 +11,11 @@
 //! Every answer is JSON ([`Answer`]): 200 done, 404 not (yet) published or
 //! entered by the members listed, 409 no live round to act in, 400 a
 //! request the limits or the Job refuse. `round` pins the request to one
-//! round (the workload's `PEERGATE_ROUND`); without it, the live round.
-//! A waiting request holds its connection and ends when it is answered, at
-//! its wait, or when the client hangs up.
+//! round (the workload's `PEERGATE_ROUND`); without it, the live round,
+//! and a barrier or a waiting get that finds no round live waits for the
+//! next one. Once a wait has found its round, that round's end ends it
+//! (409). A waiting request holds its connection and ends when it is
+//! answered, at its wait, or when the client hangs up.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,13 +23,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::endpoints::Endpoints;
 use super::http::{Request, Response};
-use crate::rendezvous::Control;
 use crate::rendezvous::exchange::{Entry, Over, Query, Reading, Refusal};
 use crate::rendezvous::rounds::EndCause;
+use crate::rendezvous::{Control, Status};
 
 /// Longest wait a request may ask for (30 days, as `--timeout`).
 pub const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -127,10 +130,10 @@ impl Answer {
         }
     }
 
-    fn refusal(refusal: Refusal, what: &str) -> Answer {
+    fn refusal(refusal: Refusal) -> Answer {
         match refusal {
             Refusal::Over(over) => Answer::over(over),
-            Refusal::Limits(why) => Answer::error(format!("{what}: {why}")),
+            Refusal::Limits(why) => Answer::error(why.to_string()),
             Refusal::Ceiling => Answer::Error {
                 error: "this pod's record cannot change any more (its sequence number is at \
                         its ceiling)"
@@ -207,7 +210,7 @@ async fn answer(
                         round,
                         entries: Vec::new(),
                     },
-                    Some(Err(refusal)) => Answer::refusal(refusal, &format!("key `{key}`")),
+                    Some(Err(refusal)) => Answer::refusal(refusal),
                     None => stopping(),
                 }))
             }
@@ -229,22 +232,31 @@ async fn answer(
         if request.method != "POST" {
             return Err("barriers take POST".into());
         }
-        let name = name.to_owned();
-        let entered = endpoints
-            .ask(|reply| Control::Enter {
-                round,
-                name: name.clone(),
-                reply,
-            })
-            .await;
-        let round = match entered {
-            Some(Ok(round)) => round,
-            Some(Err(refusal)) => {
-                return Ok(Some(Answer::refusal(refusal, &format!("barrier `{name}`"))));
-            }
-            None => return Ok(Some(stopping())),
-        };
         let deadline = wait.map(|w| Instant::now() + w);
+        let name = name.to_owned();
+        let mut watch = Watch::new(endpoints);
+        // Unpinned, between rounds: enter the next round once it is live.
+        let round = loop {
+            let entered = endpoints
+                .ask(|reply| Control::Enter {
+                    round,
+                    name: name.clone(),
+                    reply,
+                })
+                .await;
+            match entered {
+                Some(Ok(round)) => break round,
+                Some(Err(Refusal::Over(_))) if round.is_none() && !passed(deadline) => {
+                    if watch.next(stream, deadline).await.is_none() {
+                        return Ok(None);
+                    }
+                }
+                Some(Err(refusal)) => {
+                    return Ok(Some(Answer::refusal(refusal)));
+                }
+                None => return Ok(Some(stopping())),
+            }
+        };
         Ok(read_until(
             stream,
             endpoints,
@@ -258,21 +270,63 @@ async fn answer(
     }
 }
 
+fn passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| d <= Instant::now())
+}
+
+/// What wakes a waiting request: a change of the table or of the status,
+/// its deadline, or its client hanging up.
+struct Watch {
+    changes: watch::Receiver<u64>,
+    status: watch::Receiver<Status>,
+}
+
+impl Watch {
+    fn new(endpoints: &Endpoints) -> Watch {
+        let mut w = Watch {
+            changes: endpoints.changes.clone(),
+            status: endpoints.status.clone(),
+        };
+        w.seen();
+        w
+    }
+
+    /// Marks what is there as seen: a change after this wakes [`Watch::next`].
+    fn seen(&mut self) {
+        self.changes.borrow_and_update();
+        self.status.borrow_and_update();
+    }
+
+    /// Waits for the next wake; `None` when the client hung up or the
+    /// engine is gone.
+    async fn next(&mut self, stream: &mut TcpStream, deadline: Option<Instant>) -> Option<()> {
+        let far = Instant::now() + MAX_WAIT;
+        let mut probe = [0u8; 1];
+        let woke = tokio::select! {
+            changed = self.changes.changed() => changed.ok(),
+            changed = self.status.changed() => changed.ok(),
+            () = sleep_until(deadline.unwrap_or(far)) => Some(()),
+            // A waiting client sends nothing more: a read that ends is a
+            // hang-up.
+            _ = stream.read(&mut probe) => None,
+        };
+        self.seen();
+        woke
+    }
+}
+
 /// Reads until the answer is no longer "missing", `deadline` passes, or the
-/// client hangs up (`None`).
+/// client hangs up (`None`). Unpinned and between rounds, it waits for the
+/// next live round and then keeps to it.
 async fn read_until(
     stream: &mut TcpStream,
     endpoints: &Endpoints,
-    round: Option<u32>,
+    mut round: Option<u32>,
     query: Query,
     deadline: Option<Instant>,
 ) -> Option<Answer> {
-    let mut changes = endpoints.changes.clone();
-    let mut status = endpoints.status.clone();
+    let mut watch = Watch::new(endpoints);
     loop {
-        // Seen before asking: a change after the answer wakes the wait.
-        changes.borrow_and_update();
-        status.borrow_and_update();
         let reading = endpoints
             .ask(|reply| Control::Read {
                 round,
@@ -283,19 +337,17 @@ async fn read_until(
         let Some(reading) = reading else {
             return Some(Answer::error("the sidecar is stopping"));
         };
-        let waiting = matches!(reading, Reading::Waiting { .. });
-        if !waiting || deadline.is_some_and(|d| d <= Instant::now()) {
+        let more = match &reading {
+            Reading::Waiting { round: live, .. } => {
+                round = Some(*live);
+                true
+            }
+            Reading::Over(_) => round.is_none(),
+            _ => false,
+        };
+        if !more || passed(deadline) {
             return Some(Answer::reading(reading));
         }
-        let far = Instant::now() + MAX_WAIT;
-        let mut probe = [0u8; 1];
-        tokio::select! {
-            changed = changes.changed() => changed.ok()?,
-            changed = status.changed() => changed.ok()?,
-            () = sleep_until(deadline.unwrap_or(far)) => {}
-            // A waiting client sends nothing more: a read that ends is a
-            // hang-up.
-            _ = stream.read(&mut probe) => return None,
-        }
+        watch.next(stream, deadline).await?;
     }
 }

@@ -675,10 +675,9 @@ impl Bed {
         cmd.args(&c.argv)
             .current_dir(&pod.dir)
             .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            // The binary under test first: a workload's script calls
+            // `peergate put`, `get` and `barrier` as it would in an image.
+            .env("PATH", pod_path())
             .env("HOSTNAME", &pod.hostname)
             .env("HOME", &pod.dir)
             .env("JOB_COMPLETION_INDEX", pod.index.to_string());
@@ -1104,4 +1103,14 @@ fn sweep_stale() {
             }
         }
     }
+}
+
+/// A pod's PATH: the directory of the peergate under test, then the usual.
+fn pod_path() -> String {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_peergate"));
+    let dir = bin.parent().expect("the binary is in a directory");
+    format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        dir.display()
+    )
 }
