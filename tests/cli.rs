@@ -973,6 +973,65 @@ fn a_serving_barrier_answers_health_checks_and_await() {
         404,
         "await is loopback-port only"
     );
+    assert_eq!(
+        http_get("127.0.0.2", health, "/v1/values/k?index=0").0,
+        404,
+        "so are the workload's values"
+    );
+    // The workload's commands, in a world of one.
+    let cmd = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .args(args)
+            .args(["--port", &await_port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin.as_bytes()).unwrap();
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let out = cmd(&["put", "port", "8476"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = cmd(&["put", "motd", "-"], "two words\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = cmd(&["get", "port", "--index", "0"], "");
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "8476\n")
+    );
+    let out = cmd(&["get", "motd", "--all", "--format", "json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["values"][0]["value"], "two words\n");
+    assert_eq!(json["round"], 1);
+    let out = cmd(&["get", "nothing", "--index", "0"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`nothing` is not published in round 1 by index 0"));
+    let out = cmd(&["barrier", "solo", "--timeout", "5s"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = cmd(&["put", "k", "v", "--round", "2"], "");
+    assert_eq!(out.status.code(), Some(5), "a round not released");
+    // Garbage on the loopback port is turned away, the sidecar stays.
+    for junk in [
+        &b"PUT /v1/values/k HTTP/1.1\r\nContent-Length: 99999\r\n\r\n"[..],
+        b"POST /v1/barriers/a%20b HTTP/1.1\r\n\r\n",
+        b"GET /v1/values/k?index=x HTTP/1.1\r\n\r\n",
+        b"\x00\x01\x02\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", await_port)).unwrap();
+        std::io::Write::write_all(&mut s, junk).unwrap();
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{junk:?}: {answer}");
+    }
+    let out = cmd(&["get", "port", "--index", "0"], "");
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "8476\n")
+    );
     let (status, peers) = http_get("127.0.0.2", health, "/peers");
     assert_eq!(status, 200);
     assert!(

@@ -37,6 +37,10 @@
 //!   until every other workload got SIGTERM. Its section is printed on
 //!   stdout (and written to PEERGATE_BENCH_ROUNDS_OUT), not to results.md;
 //!   when only this part runs, results.md and latency.svg are left alone.
+//! * Workload API (exchange.rs): N serving sidecars (64) on the same bed:
+//!   how soon a named barrier passes everywhere after its last member
+//!   entered, and `get --all` answers everywhere after the last `put`.
+//!   Printed (and written to PEERGATE_BENCH_EXCHANGE_OUT) like the rounds.
 //!
 //! Every gate of the latency runs runs under a small rusage wrapper (this
 //! binary re-executed with `--rusage-wrap`), which records CLOCK_MONOTONIC
@@ -72,6 +76,9 @@
 //! | PEERGATE_BENCH_ROUNDS_REPS    | 6                | repetitions of each rounds figure         |
 //! | PEERGATE_BENCH_ROUNDS_GAP_MS  | 250              | ms between the other workloads' SIGTERM and the replacement's start |
 //! | PEERGATE_BENCH_ROUNDS_OUT     | unset            | also write the rounds section (markdown) to this file |
+//! | PEERGATE_BENCH_EXCHANGE       | 64               | pods of the workload API runs: barrier and get --all (exchange.rs; 0: skip them) |
+//! | PEERGATE_BENCH_EXCHANGE_REPS  | 6                | repetitions of each workload API figure   |
+//! | PEERGATE_BENCH_EXCHANGE_OUT   | unset            | also write the workload API section (markdown) to this file |
 //! | PEERGATE_BENCH_HOLD           | unset            | keep the ping scale bed up N s before its runs (profiling by hand) |
 //! | PEERGATE_BENCH_OUT            | docs/bench       | where results.md and latency.svg go       |
 //! | PEERGATE_BENCH_BIN            | the static release build | peergate binary to measure: a path, or `cargo` for cargo's build of this bench (`CARGO_BIN_EXE_peergate`, dynamically linked) |
@@ -83,6 +90,7 @@
 mod support;
 
 mod barrier_scale;
+mod exchange;
 mod fleet;
 mod latency;
 mod plot;
@@ -116,6 +124,9 @@ pub struct Knobs {
     pub rounds_reps: usize,
     pub rounds_gap_ms: u64,
     pub rounds_out: Option<PathBuf>,
+    pub exchange: Vec<usize>,
+    pub exchange_reps: usize,
+    pub exchange_out: Option<PathBuf>,
     pub out: PathBuf,
     pub peergate: PathBuf,
     /// Where the binary came from, for the report.
@@ -184,6 +195,11 @@ impl Knobs {
             rounds_reps: parse_num("PEERGATE_BENCH_ROUNDS_REPS", "6"),
             rounds_gap_ms: parse_num("PEERGATE_BENCH_ROUNDS_GAP_MS", "250"),
             rounds_out: std::env::var_os("PEERGATE_BENCH_ROUNDS_OUT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            exchange: sizes("PEERGATE_BENCH_EXCHANGE", "64"),
+            exchange_reps: parse_num("PEERGATE_BENCH_EXCHANGE_REPS", "6"),
+            exchange_out: std::env::var_os("PEERGATE_BENCH_EXCHANGE_OUT")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             out: std::env::var_os("PEERGATE_BENCH_OUT")
@@ -286,6 +302,9 @@ fn main() {
     if !knobs.rounds.is_empty() || !knobs.rounds_fail.is_empty() {
         rounds::run_all(&knobs, &report.binary);
     }
+    if !knobs.exchange.is_empty() {
+        exchange::run_all(&knobs, &report.binary);
+    }
     // The ping scale runs (tens of milliseconds) before the barrier scale
     // runs, whose thousand processes and namespace the kernel keeps
     // tearing down for a while after each run.
@@ -297,7 +316,10 @@ fn main() {
     }
     report.finish(started.elapsed());
     if knobs.pods.is_empty() && knobs.scale.is_empty() && knobs.barrier_scale.is_empty() {
-        eprintln!("bench: only the rounds part ran; results.md and latency.svg left as they were");
+        eprintln!(
+            "bench: only the rounds and workload API parts ran; results.md and latency.svg left \
+             as they were"
+        );
         return;
     }
     let md = report.markdown();

@@ -1129,7 +1129,7 @@ pub fn run_all(k: &Knobs, binary: &str) {
 // ---------------------------------------------------------------------------
 // The report.
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
@@ -1146,7 +1146,7 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 /// The commit, and whether the files the binary is built from differ.
-fn tree_line() -> String {
+pub(crate) fn tree_line() -> String {
     let head = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "?".into());
     let dirty = match git(&[
         "status",

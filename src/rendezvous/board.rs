@@ -208,12 +208,15 @@ impl Board {
 }
 
 /// A round's members as the queries see them: every index with its
-/// current incarnation's record (`None` or not alive: not a member now, so
-/// whatever it published does not count).
+/// current incarnation's record. `None` or dead: not a member now, so what
+/// it published does not count. A member that left (its pod finished, the
+/// sidecar said goodbye) still counts: what it published and entered
+/// stays true for the round, and a fast pod that is done must not strand a
+/// slow one still reading.
 pub type Members<'a> = &'a [(u32, Option<&'a Record>)];
 
 fn live(record: Option<&Record>) -> Option<&Record> {
-    record.filter(|r| r.state == State::Alive)
+    record.filter(|r| r.state != State::Dead)
 }
 
 /// Barrier `name` of `round`: `Ok` once every member has entered it, else
@@ -430,7 +433,8 @@ mod tests {
                 entered.clone().put(3, "port", "1").unwrap(),
             ),
             member(1, State::Alive, put("2")),
-            member(2, State::Dead, entered.put(3, "port", "3").unwrap()),
+            member(2, State::Dead, entered.clone().put(3, "port", "3").unwrap()),
+            member(4, State::Left, entered.put(3, "port", "5").unwrap()),
         ];
         let view: Vec<(u32, Option<&Record>)> = vec![
             (0, Some(&records[0])),
@@ -438,6 +442,18 @@ mod tests {
             (2, Some(&records[2])),
             (3, None),
         ];
+        let finished: Vec<(u32, Option<&Record>)> =
+            vec![(0, Some(&records[0])), (4, Some(&records[3]))];
+        assert_eq!(
+            barrier(&finished, 3, "go"),
+            Ok(()),
+            "a member that left entered"
+        );
+        assert_eq!(
+            value(&finished, 3, 4, "port"),
+            Some("5"),
+            "and its values stay"
+        );
         assert_eq!(barrier(&view, 3, "go"), Err(vec![1, 2, 3]));
         assert_eq!(barrier(&view, 4, "go"), Err(vec![0, 1, 2, 3]));
         assert_eq!(value(&view, 3, 1, "port"), Some("2"));

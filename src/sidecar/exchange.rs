@@ -45,35 +45,114 @@ pub struct WireEntry {
     pub value: String,
 }
 
-/// Every answer's body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "answer", rename_all = "snake_case")]
+/// Every answer's body. On the wire it is one flat JSON object whose
+/// `answer` names the variant (a flat struct keeps serde's code small: an
+/// internally tagged enum would buffer every answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// 200: put, barrier passed, or the values found.
-    Done {
-        round: u32,
-        #[serde(default)]
-        entries: Vec<WireEntry>,
-    },
+    Done { round: u32, entries: Vec<WireEntry> },
     /// 404: these members have not published or entered (yet).
     Missing { round: u32, missing: Vec<u32> },
     /// 409: no live round to act in.
     Over {
         /// `not_released`, `ended` or `ahead`.
         why: String,
-        #[serde(default)]
         round: u32,
-        #[serde(default)]
         latest: u32,
         /// Why `round` ended, when the sidecar saw it end: `failed`,
         /// `replaced`, `lost`, `moved`; and the index that caused it.
-        #[serde(default)]
         cause: Option<String>,
-        #[serde(default)]
         index: Option<u32>,
     },
     /// 400: refused (the limits, no such index, a bad request).
     Error { error: String },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Wire {
+    answer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    round: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<Vec<WireEntry>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missing: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latest: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Answer {
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        let wire = match self.clone() {
+            Answer::Done { round, entries } => Wire {
+                answer: "done".into(),
+                round: Some(round),
+                entries: (!entries.is_empty()).then_some(entries),
+                ..Wire::default()
+            },
+            Answer::Missing { round, missing } => Wire {
+                answer: "missing".into(),
+                round: Some(round),
+                missing: Some(missing),
+                ..Wire::default()
+            },
+            Answer::Over {
+                why,
+                round,
+                latest,
+                cause,
+                index,
+            } => Wire {
+                answer: "over".into(),
+                why: Some(why),
+                round: Some(round),
+                latest: Some(latest),
+                cause,
+                index,
+                ..Wire::default()
+            },
+            Answer::Error { error } => Wire {
+                answer: "error".into(),
+                error: Some(error),
+                ..Wire::default()
+            },
+        };
+        serde_json::to_string(&wire).expect("answers serialize")
+    }
+
+    /// An answer read back; `None` when it is not one.
+    pub fn from_json(bytes: &[u8]) -> Option<Answer> {
+        let w: Wire = serde_json::from_slice(bytes).ok()?;
+        Some(match w.answer.as_str() {
+            "done" => Answer::Done {
+                round: w.round?,
+                entries: w.entries.unwrap_or_default(),
+            },
+            "missing" => Answer::Missing {
+                round: w.round?,
+                missing: w.missing?,
+            },
+            "over" => Answer::Over {
+                why: w.why?,
+                round: w.round.unwrap_or(0),
+                latest: w.latest.unwrap_or(0),
+                cause: w.cause,
+                index: w.index,
+            },
+            "error" => Answer::Error { error: w.error? },
+            _ => return None,
+        })
+    }
 }
 
 impl Answer {
@@ -87,7 +166,7 @@ impl Answer {
     }
 
     fn response(&self) -> Response {
-        let mut r = Response::json(serde_json::to_string(self).expect("answers serialize"));
+        let mut r = Response::json(self.to_json());
         r.status = self.status();
         r
     }

@@ -182,7 +182,7 @@ pub fn parse(port: u16, bytes: &[u8]) -> Result<Answer, ClientError> {
     let bad = |what: String| ClientError::Answer { port, what };
     let (status, body) =
         http::parse_response(bytes).ok_or_else(|| bad("something that is not HTTP".into()))?;
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| {
+    let answer = Answer::from_json(body).ok_or_else(|| {
         bad(format!(
             "{status}: {} (an older peergate sidecar, without put, get and barrier?)",
             String::from_utf8_lossy(body).trim()
@@ -397,11 +397,11 @@ mod tests {
     #[test]
     fn answers_must_match_their_status() {
         let mut r = Response::json(
-            serde_json::to_string(&Answer::Missing {
+            Answer::Missing {
                 round: 2,
                 missing: vec![1],
-            })
-            .unwrap(),
+            }
+            .to_json(),
         );
         assert!(
             parse(7471, &r.encode(false)).is_err(),
@@ -418,6 +418,67 @@ mod tests {
         let old = Response::text(404, "not found\n").encode(false);
         let err = parse(7471, &old).unwrap_err().to_string();
         assert!(err.contains("older peergate sidecar"), "{err}");
+    }
+
+    #[test]
+    fn every_answer_round_trips_through_its_json() {
+        let answers = [
+            Answer::Done {
+                round: 1,
+                entries: vec![],
+            },
+            Answer::Done {
+                round: 2,
+                entries: vec![entry(0, "a"), entry(1, "b")],
+            },
+            Answer::Missing {
+                round: 3,
+                missing: vec![0, 2],
+            },
+            Answer::Over {
+                why: "ended".into(),
+                round: 2,
+                latest: 3,
+                cause: Some("lost".into()),
+                index: Some(1),
+            },
+            Answer::Over {
+                why: "not_released".into(),
+                round: 0,
+                latest: 0,
+                cause: None,
+                index: None,
+            },
+            Answer::Error { error: "no".into() },
+        ];
+        for a in answers {
+            assert_eq!(
+                Answer::from_json(a.to_json().as_bytes()),
+                Some(a.clone()),
+                "{a:?}"
+            );
+        }
+        assert_eq!(
+            Answer::Done {
+                round: 1,
+                entries: vec![]
+            }
+            .to_json(),
+            r#"{"answer":"done","round":1}"#
+        );
+        for bad in [
+            &b"{}"[..],
+            b"{\"answer\":\"done\"}",
+            b"{\"answer\":\"maybe\",\"round\":1}",
+            b"[",
+        ] {
+            assert_eq!(
+                Answer::from_json(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
