@@ -773,8 +773,12 @@ fn supervised_run(images: &Images, prefix: String) {
             .push(Created::new(Kind::Container, name.clone()));
         let network = format!("--network=container:{}", job.sandbox(i));
         let mount = format!("--volume={}-bin-{i}:/peergate-bin:ro", job.prefix);
+        // The workload API from the installed copy: publish, wait for
+        // both pods, read both values.
         let script = "echo round=$PEERGATE_ROUND rank=$PEERGATE_RANK size=$PEERGATE_WORLD_SIZE \
-                      restarts=$PEERGATE_RESTARTS";
+                      restarts=$PEERGATE_RESTARTS; P=/peergate-bin/peergate; \
+                      $P put port $((8000 + PEERGATE_RANK)) && $P barrier both --timeout 30s \
+                      && $P get port --all --wait 30s";
         // The sidecar may still be copying: retry until the binary is
         // there, as the kubelet's startupProbe makes the pod wait.
         let start = format!(
@@ -812,7 +816,7 @@ fn supervised_run(images: &Images, prefix: String) {
         );
         assert_eq!(
             stdout.trim(),
-            format!("round=1 rank={i} size=2 restarts=0"),
+            format!("round=1 rank={i} size=2 restarts=0\n0 8000\n1 8001"),
             "workload {i}:\n{stderr}"
         );
         assert!(

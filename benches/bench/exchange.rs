@@ -480,8 +480,8 @@ fn markdown(
     writeln!(w, "## Workload API: barrier and get --all (generated)\n").unwrap();
     writeln!(
         w,
-        "Binary: {binary}; tree: {tree}; {} repetitions per size; load average {load_start} \
-         at the start, {} at the end; took {:.0} s.\n",
+        "{binary} Tree: {tree}; {} repetitions per size; load average {load_start} at the \
+         start, {} at the end; took {:.0} s.\n",
         k.exchange_reps,
         loadavg(),
         took.as_secs_f64()
