@@ -55,6 +55,7 @@ scenarios!(
     b09_barrier_frozen_pod,
     b10_barrier_replaced_mid_barrier,
     b11_barrier_tree_top_late,
+    b12_barrier_black_holed_link,
     h01_handoff,
     c01_sidecar_late_pod,
     c02_sidecar_replaced_after_release,

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use super::admission::{Admission, Admit, HandshakeId, Refusal};
 use super::links::{End, LinkId, LinkState, Links};
@@ -77,6 +77,9 @@ pub enum Action {
     },
     /// Half-close a link after what was queued on it.
     Close(LinkId),
+    /// Close it, and stop waiting for the peer's end after a linger: the
+    /// peer announced that it has released and is leaving.
+    Abandon(LinkId),
     /// The hand-off changed (the release, or a live address after it).
     Publish,
 }
@@ -158,6 +161,9 @@ pub struct Core {
     /// The table's version when the rounds last stepped: a poll with
     /// nothing new in the table (and no deadline due) skips the step.
     rounds_seen: Option<Version>,
+    /// Linked peers (index, incarnation) whose COMPLETE this pod heard, in
+    /// the order it heard them: what it passes on in RELEASED frames.
+    released_peers: Vec<(u32, InstanceId)>,
     actions: VecDeque<Action>,
 }
 
@@ -206,6 +212,7 @@ impl Core {
             readmissions: 0,
             rounds: Rounds::default(),
             rounds_seen: None,
+            released_peers: Vec::new(),
             actions: VecDeque::new(),
             settings,
         }
@@ -425,6 +432,21 @@ impl Core {
         self.push(Action::Close(id));
     }
 
+    /// Says goodbye on link `id` and closes it without waiting long for
+    /// the peer's end ([`Action::Abandon`]).
+    fn abandon_link(&mut self, id: LinkId) {
+        let Some(state) = self.links.get_mut(id) else {
+            return;
+        };
+        if state.closing {
+            return;
+        }
+        state.closing = true;
+        self.links.unlink(id);
+        self.push(Action::Send(id, Sealed::Bye(Bye::Leaving)));
+        self.push(Action::Abandon(id));
+    }
+
     /// A frame came in on link `id`.
     pub fn frame(&mut self, now: Instant, id: LinkId, frame: Sealed) {
         let Some(state) = self.links.get_mut(id) else {
@@ -438,7 +460,14 @@ impl Core {
                     self.merge(now, r, Source::Link(id));
                 }
             }
-            Sealed::Complete => state.peer_complete = true,
+            Sealed::Complete => {
+                state.peer_complete = true;
+                let peer = (index, state.instance);
+                if !self.released_peers.contains(&peer) {
+                    self.released_peers.push(peer);
+                }
+            }
+            Sealed::Released(peers) => self.released_elsewhere(id, &peers),
             Sealed::Bye(reason) => {
                 debug!(peer = %self.settings.peers[index as usize], ?reason, "link closed by the peer");
                 state.peer_bye = true;
@@ -449,6 +478,32 @@ impl Core {
                 let peer = self.settings.peers[index as usize].to_string();
                 self.log_rejection(&peer, reason, &detail, "rejected by");
                 self.close_link(id, None);
+            }
+        }
+    }
+
+    /// Link `id`'s peer says these peers have released (it heard their
+    /// COMPLETE): a link of ours to one of them that has not confirmed
+    /// counts as confirmed.
+    fn released_elsewhere(&mut self, from: LinkId, peers: &[(u32, InstanceId)]) {
+        for &(index, instance) in peers {
+            let linked: Vec<LinkId> = (self.links.iter())
+                .filter(|(id, l)| *id != from && l.index == index && l.instance == instance)
+                .map(|(id, _)| id)
+                .collect();
+            for id in linked {
+                if let Some(l) = self.links.get_mut(id)
+                    && !l.peer_complete
+                    && !l.released_elsewhere
+                {
+                    l.released_elsewhere = true;
+                    debug!(
+                        peer = %self.settings.peers[index as usize],
+                        "{} has released, as another peer heard: its own confirmation is not \
+                         needed",
+                        self.settings.peers[index as usize]
+                    );
+                }
             }
         }
     }
@@ -488,6 +543,16 @@ impl Core {
         if self.links.is_empty() {
             self.dialing.isolated_since = now;
         }
+        debug!(
+            peer = %self.settings.peers[state.index as usize],
+            ?end,
+            heard = state.heard,
+            bye = state.peer_bye,
+            closing = state.closing,
+            complete = state.peer_complete,
+            elsewhere = state.released_elsewhere,
+            "link ended"
+        );
         if state.ended_gracefully() || !self.members.is_current(state.index, state.instance) {
             return;
         }
@@ -738,11 +803,21 @@ impl Core {
     }
 
     /// Sends every link what it lacks: new records, then COMPLETE once
-    /// released; closes links whose peer has confirmed too (unless serving).
+    /// released; then (unless serving) the linked peers known to have
+    /// released, and once every link is confirmed, closes them all.
+    ///
+    /// A link is confirmed by its peer's COMPLETE or, when that cannot
+    /// come (a path that drops everything: neither end sees an error until
+    /// the TCP user timeout), by a RELEASED frame from another peer that
+    /// heard the peer's COMPLETE: a peer that has released needs nothing
+    /// more from this pod. Links stay open until every one is confirmed so
+    /// that this pod can pass on what its peers need to hear of each
+    /// other.
     pub(super) fn flush(&mut self) {
         let head = self.members.head();
         let released = self.released.is_some();
-        let mut confirmed = Vec::new();
+        let leaving = released && !self.settings.serve;
+        let mut all_confirmed = true;
         for (id, state) in self.links.iter_mut() {
             if state.closing {
                 continue;
@@ -759,12 +834,43 @@ impl Core {
                 self.actions.push_back(Action::Send(id, Sealed::Complete));
                 state.sent_complete = true;
             }
-            if released && !self.settings.serve && state.sent_complete && state.peer_complete {
-                confirmed.push(id);
+            if leaving && state.released_sent < self.released_peers.len() {
+                let news: Vec<(u32, InstanceId)> = self.released_peers[state.released_sent..]
+                    .iter()
+                    .filter(|&&(i, inst)| (i, inst) != (state.index, state.instance))
+                    .copied()
+                    .collect();
+                state.released_sent = self.released_peers.len();
+                if !news.is_empty() {
+                    trace!(
+                        peer = %self.settings.peers[state.index as usize],
+                        released = news.len(),
+                        "telling a linked peer which peers have released"
+                    );
+                    self.actions
+                        .push_back(Action::Send(id, Sealed::Released(news)));
+                }
             }
+            all_confirmed &= state.peer_complete || state.released_elsewhere;
         }
-        for id in confirmed {
-            self.close_link(id, None);
+        if !leaving || !all_confirmed {
+            return;
+        }
+        for id in self.links.ids() {
+            let Some(state) = self.links.get(id) else {
+                continue;
+            };
+            if state.closing {
+                continue;
+            }
+            if state.peer_complete {
+                self.close_link(id, None);
+            } else {
+                // The goodbye may still get through: then the end is
+                // graceful for the peer as well. It is anyway: the peer
+                // hears of this pod's release from the same relays.
+                self.abandon_link(id);
+            }
         }
     }
 }

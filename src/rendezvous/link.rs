@@ -20,6 +20,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::timeout;
 use tracing::warn;
 
 use super::core::{CONTROL_FRAMES, RECORD_FRAMES};
@@ -34,6 +35,11 @@ pub enum Out {
     /// Half-close after what was queued before: the peer sees an end of
     /// stream. The link ends when the peer closes its side too.
     Close,
+    /// The same, but the link ends at most [`CLOSE_LINGER`] later: the
+    /// peer has announced that it has released and is leaving, so nothing
+    /// it could still send is needed, and a path that drops everything
+    /// would otherwise hold the link until the TCP user timeout.
+    Abandon,
 }
 
 /// What a link tells the engine.
@@ -46,6 +52,10 @@ pub enum Event {
 /// Events (frames, ends) the links may have queued for the engine. When
 /// full, a link's reader waits (see above why that cannot deadlock).
 pub const EVENTS: usize = 16;
+
+/// How long a link abandoned by this end ([`Out::Abandon`]) still tries
+/// to send its goodbye and reads, waiting for the peer's end of stream.
+pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The channel from every link to the engine, [`EVENTS`] deep.
 pub fn events() -> (mpsc::Sender<Event>, mpsc::Receiver<Event>) {
@@ -123,18 +133,29 @@ pub async fn run<R, W>(
                 Out::Send(frame) => writer.send(&frame).await?,
                 Out::Close => {
                     writer.shutdown().await?;
-                    return Ok(());
+                    return Ok(false);
+                }
+                Out::Abandon => {
+                    // A black-holed path may not take even the FIN: the
+                    // linger bounds the shutdown as well.
+                    let _ = timeout(CLOSE_LINGER, writer.shutdown()).await;
+                    return Ok(true);
                 }
             }
         }
         // The engine dropped the link: close our side.
-        writer.shutdown().await
+        writer.shutdown().await.map(|()| false)
     };
     tokio::pin!(reading);
     let end = tokio::select! {
         end = &mut reading => end,
         written = writing => match written {
-            Ok(()) => reading.await,
+            // Closed by this end: what the peer still sends is read until
+            // its end of stream (a stalled peer holds the link, so nothing
+            // it was sent is lost), or, once the peer announced it is
+            // leaving, for at most the linger.
+            Ok(false) => reading.await,
+            Ok(true) => timeout(CLOSE_LINGER, reading).await.unwrap_or(End::Eof),
             Err(e) => End::Error(e.to_string()),
         },
     };
@@ -171,7 +192,7 @@ mod tests {
             kinds.push(match out {
                 Out::Send(Sealed::Records(_)) => "records",
                 Out::Send(_) => "control",
-                Out::Close => "close",
+                Out::Close | Out::Abandon => "close",
             });
         }
         let mut expected = vec!["records"; RECORD_FRAMES];

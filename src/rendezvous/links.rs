@@ -35,6 +35,11 @@ pub struct LinkState {
     pub blocked: bool,
     pub sent_complete: bool,
     pub peer_complete: bool,
+    /// Another peer said this link's peer has released (RELEASED): its
+    /// own COMPLETE is not needed to leave.
+    pub released_elsewhere: bool,
+    /// How many of the core's released peers this link has been told of.
+    pub released_sent: usize,
     /// The peer said goodbye or rejected us: its end is no death.
     pub peer_bye: bool,
     /// A frame came from the peer: it finished its side of the handshake.
@@ -58,6 +63,8 @@ impl LinkState {
             blocked: false,
             sent_complete: false,
             peer_complete: false,
+            released_elsewhere: false,
+            released_sent: 0,
             peer_bye: false,
             heard: false,
             closing: false,
@@ -66,12 +73,14 @@ impl LinkState {
     }
 
     /// Whether the link's end says nothing about the peer's life: it never
-    /// finished, it said goodbye, we closed it, or both sides had confirmed
-    /// and the peer does not serve (so it leaves after confirming).
+    /// finished, it said goodbye, we closed it, another peer said it has
+    /// released (so it leaves), or both sides had confirmed and the peer
+    /// does not serve (so it leaves after confirming).
     pub fn ended_gracefully(&self) -> bool {
         !self.heard
             || self.peer_bye
             || self.closing
+            || self.released_elsewhere
             || (self.peer_complete && self.sent_complete && !self.serving)
     }
 }

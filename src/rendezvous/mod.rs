@@ -11,8 +11,9 @@
 //! any link.
 //!
 //! After its release a pod tells each linked peer (COMPLETE) and, unless it
-//! serves (`--serve`), leaves once every linked peer has told it the same:
-//! nobody who still needs it loses it. A link that dies without a goodbye
+//! serves (`--serve`), leaves once every linked peer has told it the same,
+//! or another peer that heard that peer's COMPLETE said so (RELEASED, for a
+//! path that drops everything): nobody who still needs it loses it. A link that dies without a goodbye
 //! declares that incarnation dead, so the others wait for its replacement
 //! instead of counting a pod that is gone. No deadline applies to an
 //! authenticated link: a stalled peer is waited for, never abandoned.
@@ -314,6 +315,7 @@ impl<R: Resolve> Rendezvous<R> {
                 }
                 Action::Send(id, frame) => self.to_link(id, Out::Send(frame)),
                 Action::Close(id) => self.to_link(id, Out::Close),
+                Action::Abandon(id) => self.to_link(id, Out::Abandon),
                 Action::Publish => self.publish(),
             }
         }

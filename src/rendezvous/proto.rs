@@ -31,6 +31,8 @@
 //! * `COMPLETE` (17): empty; "I have released".
 //! * `BYE` (18): u8 [`Bye`] reason; "I close this link on purpose".
 //! * `REJECT` (19): u8 [`Reject`] reason, u8 length, UTF-8 detail.
+//! * `RELEASED` (20): u32 count, then (u32 index, 16-byte instance id)
+//!   pairs: "these peers have released" (I heard their COMPLETE).
 //!
 //! An address is a family byte (4 or 6) and 4 or 16 bytes. Decoders reject
 //! trailing bytes, unknown values and oversized counts, so every accepted
@@ -101,6 +103,7 @@ pub const KIND_RECORDS: u8 = 16;
 pub const KIND_COMPLETE: u8 = 17;
 pub const KIND_BYE: u8 = 18;
 pub const KIND_REJECT: u8 = 19;
+pub const KIND_RELEASED: u8 = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProtoError {
@@ -156,6 +159,7 @@ pub fn split(buf: &[u8], max_body: usize) -> Result<Split<'_>, ProtoError> {
             | KIND_COMPLETE
             | KIND_BYE
             | KIND_REJECT
+            | KIND_RELEASED
     ) {
         return Err(ProtoError::Kind(kind));
     }
@@ -458,6 +462,8 @@ pub enum Sealed {
     Complete,
     Bye(Bye),
     Reject(Reject, String),
+    /// Peers (index, incarnation) whose COMPLETE the sender heard.
+    Released(Vec<(u32, InstanceId)>),
 }
 
 impl Sealed {
@@ -467,6 +473,7 @@ impl Sealed {
             Sealed::Complete => KIND_COMPLETE,
             Sealed::Bye(_) => KIND_BYE,
             Sealed::Reject(..) => KIND_REJECT,
+            Sealed::Released(_) => KIND_RELEASED,
         }
     }
 
@@ -495,6 +502,13 @@ impl Sealed {
                 let detail = truncate_utf8(detail, MAX_DETAIL);
                 out.push(detail.len() as u8);
                 out.extend_from_slice(detail.as_bytes());
+            }
+            Sealed::Released(peers) => {
+                out.extend_from_slice(&(peers.len() as u32).to_be_bytes());
+                for (index, instance) in peers {
+                    out.extend_from_slice(&index.to_be_bytes());
+                    out.extend_from_slice(&instance.0);
+                }
             }
         }
         out
@@ -533,6 +547,20 @@ impl Sealed {
                 let detail = String::from_utf8(r.bytes("reject: detail", len)?.to_vec())
                     .map_err(|_| ProtoError::Malformed("reject: detail is not UTF-8"))?;
                 Sealed::Reject(reason, detail)
+            }
+            KIND_RELEASED => {
+                let count = r.u32("released: count")? as usize;
+                if count > body.len() / (4 + INSTANCE_LEN) {
+                    return Err(ProtoError::Malformed("released: count exceeds the body"));
+                }
+                let mut peers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    peers.push((
+                        r.u32("released: index")?,
+                        r.instance("released: instance id")?,
+                    ));
+                }
+                Sealed::Released(peers)
             }
             other => return Err(ProtoError::Kind(other)),
         };
@@ -811,7 +839,24 @@ mod tests {
             Sealed::Complete,
             Sealed::Bye(Bye::Duplicate),
             Sealed::Reject(Reject::WorldSize, "peer says 4, this pod 3".into()),
+            Sealed::Released(vec![
+                (1, InstanceId([1; INSTANCE_LEN])),
+                (9, InstanceId([7; INSTANCE_LEN])),
+            ]),
+            Sealed::Released(vec![]),
         ]
+    }
+
+    #[test]
+    fn every_sealed_kind_frames_splits_and_decodes_back() {
+        for s in sealed_samples() {
+            let body = s.encode();
+            let bytes = frame(s.kind(), &body);
+            let Ok(Split::Frame { kind, body, .. }) = split(&bytes, MAX_SEALED_BODY) else {
+                panic!("{s:?} does not split");
+            };
+            assert_eq!(Sealed::decode(kind, body).unwrap(), s);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! [`RECORD_FRAMES`] RECORDS frames, as the shell allows. A pod can be
 //! frozen: it neither runs nor reads, and what reaches it waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -85,6 +85,9 @@ pub struct Sim {
     sent_eof: HashMap<EndId, bool>,
     /// Pods that neither run nor read.
     frozen: Vec<bool>,
+    /// Pairs of pods whose path drops everything (lower index first):
+    /// frames between them are held, dials between them time out.
+    black_holes: HashSet<(u32, u32)>,
     rng: u64,
     next_port: u16,
 }
@@ -102,6 +105,7 @@ impl Sim {
             inbox: HashMap::new(),
             sent_eof: HashMap::new(),
             frozen: vec![false; world as usize],
+            black_holes: HashSet::new(),
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             next_port: 40_000,
         }
@@ -171,6 +175,21 @@ impl Sim {
     /// Freezes pod `index` (its process stops) or thaws it.
     pub fn freeze(&mut self, index: u32, frozen: bool) {
         self.frozen[index as usize] = frozen;
+    }
+
+    /// Drops (or, `false`, heals) every packet between pods `a` and `b`:
+    /// nothing crosses, neither end hears of it.
+    pub fn black_hole(&mut self, a: u32, b: u32, dropping: bool) {
+        let pair = (a.min(b), a.max(b));
+        if dropping {
+            self.black_holes.insert(pair);
+        } else {
+            self.black_holes.remove(&pair);
+        }
+    }
+
+    fn cut(&self, a: u32, b: u32) -> bool {
+        self.black_holes.contains(&(a.min(b), a.max(b)))
     }
 
     /// Frames in flight towards pod `index`, over all its links.
@@ -264,11 +283,19 @@ impl Sim {
                     }
                 }
                 Action::Send(id, frame) => self.send((index, id), Wire::Frame(frame)),
-                Action::Close(id) => {
+                Action::Close(id) | Action::Abandon(id) => {
                     let end = (index, id);
                     if !self.sent_eof.get(&end).copied().unwrap_or(true) {
                         self.sent_eof.insert(end, true);
                         self.send(end, Wire::Eof);
+                    }
+                    // An abandoned link stops waiting for the peer's end
+                    // of stream after its linger (link::CLOSE_LINGER): at
+                    // once here.
+                    if matches!(action, Action::Abandon(_))
+                        && let Some(core) = self.pods[index as usize].as_mut()
+                    {
+                        core.closed(self.now, id, End::Eof);
                     }
                 }
                 Action::Publish => {}
@@ -296,6 +323,12 @@ impl Sim {
             }
             return;
         };
+        if self.cut(from, to) {
+            if let Some(core) = self.pods[from as usize].as_mut() {
+                core.dial_done(key, started, Some(Cause::NoReply));
+            }
+            return;
+        }
         self.pods[from as usize]
             .as_mut()
             .expect("dialer is up")
@@ -354,6 +387,11 @@ impl Sim {
             .inbox
             .iter()
             .filter(|(e, q)| !q.is_empty() && !self.frozen[e.0 as usize])
+            .filter(|(e, _)| {
+                self.peer_of
+                    .get(e)
+                    .is_none_or(|from| !self.cut(from.0, e.0))
+            })
             .map(|(&e, _)| e)
             .collect();
         if ready.is_empty() {
@@ -445,6 +483,80 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_black_holed_link_holds_nobody_when_another_peer_vouches() {
+        // Pods 0 and 1 linked, then their path drops everything; pod 3
+        // starts 3 s late. Both learn of it through the others and
+        // release, but cannot confirm to each other: pods 2 and 3 heard
+        // both COMPLETEs and say so (RELEASED), so both leave at once.
+        // Nobody is taken for dead. (The sim has no TCP timeout: without
+        // the relays' word they would wait for ever.)
+        for seed in 0..40 {
+            let mut sim = Sim::new(4, seed);
+            for i in 0..3 {
+                sim.start(i, false);
+            }
+            sim.run_until(SEC, |_| false);
+            assert!(sim.core(0).links.has(1), "seed {seed}: 0 and 1 linked");
+            sim.black_hole(0, 1, true);
+            sim.run_until(3 * SEC, |_| false);
+            sim.start(3, false);
+            let started = sim.now;
+            sim.run_until(20 * SEC, |s| s.pods.iter().flatten().all(Core::done));
+            let took = sim.now.duration_since(started);
+            for i in 0..4 {
+                let core = sim.core(i);
+                assert!(core.done(), "seed {seed}: pod {i} not done");
+                for j in 0..4 {
+                    assert_eq!(
+                        core.members.current(j).unwrap().state,
+                        State::Alive,
+                        "seed {seed}: pod {i} about {j}"
+                    );
+                }
+            }
+            assert!(
+                took <= SEC,
+                "seed {seed}: everyone left {took:?} after the late start"
+            );
+        }
+    }
+
+    #[test]
+    fn a_black_holed_link_nobody_vouches_for_is_waited_for() {
+        // Pod 2 reaches pod 1 only; pod 0 learns of it through pod 1, and
+        // the path between 0 and 1 drops everything from the moment pod 0
+        // has released, before either COMPLETE crossed. Nobody heard pod
+        // 0's COMPLETE, so nobody can say it released: pod 1 waits for it
+        // (in a real network until the TCP user timeout), and pod 0 waits
+        // too, since only pod 2, which it cannot reach, heard pod 1's.
+        for seed in 0..20 {
+            let mut sim = Sim::new(3, seed);
+            sim.start(0, false);
+            sim.start(1, false);
+            sim.run_until(SEC, |_| false);
+            sim.black_hole(0, 2, true);
+            sim.start(2, false);
+            sim.run_until(2 * SEC, |s| s.core(0).is_released());
+            assert!(sim.core(0).is_released(), "seed {seed}");
+            sim.black_hole(0, 1, true);
+            sim.run_until(10 * SEC, |s| s.pods.iter().flatten().all(Core::done));
+            let (zero, one) = (sim.core(0), sim.core(1));
+            assert!(
+                !zero
+                    .links
+                    .iter()
+                    .any(|(_, l)| l.index == 1 && l.peer_complete),
+                "seed {seed}: the cut came after pod 1's COMPLETE"
+            );
+            assert!(!zero.done(), "seed {seed}: pod 0 left unconfirmed");
+            assert!(
+                !one.done(),
+                "seed {seed}: pod 1 left a peer nobody vouched for"
+            );
         }
     }
 

@@ -226,8 +226,9 @@ async fn a_stalled_peer_is_awaited_never_abandoned() {
         "b left at {tb:?}, before the stalled peer read its confirmation"
     );
     assert!(ta >= 10 * SEC && ta < 11 * SEC, "a finished at {ta:?}");
-    // Nobody was declared dead on the way.
-    assert_eq!(a.core.members.current(1).unwrap().state, State::Alive);
+    // Nobody was declared dead on the way (b, released and unconfirmed,
+    // may have announced its release: `left`).
+    assert_ne!(a.core.members.current(1).unwrap().state, State::Dead);
     assert_eq!(b.core.members.current(0).unwrap().state, State::Alive);
 }
 
