@@ -817,7 +817,13 @@ impl Core {
         let head = self.members.head();
         let released = self.released.is_some();
         let leaving = released && !self.settings.serve;
+        // In a mesh every pod links to every other, so two ends of a link
+        // have other peers in common who can vouch for them; in a tree they
+        // mostly have none, and passing the word on would only cost frames
+        // at scale: there a link closes as soon as it is confirmed.
+        let vouching = leaving && self.topology == Topology::Mesh;
         let mut all_confirmed = true;
+        let mut confirmed = Vec::new();
         for (id, state) in self.links.iter_mut() {
             if state.closing {
                 continue;
@@ -834,7 +840,7 @@ impl Core {
                 self.actions.push_back(Action::Send(id, Sealed::Complete));
                 state.sent_complete = true;
             }
-            if leaving && state.released_sent < self.released_peers.len() {
+            if vouching && state.released_sent < self.released_peers.len() {
                 let news: Vec<(u32, InstanceId)> = self.released_peers[state.released_sent..]
                     .iter()
                     .filter(|&&(i, inst)| (i, inst) != (state.index, state.instance))
@@ -852,6 +858,12 @@ impl Core {
                 }
             }
             all_confirmed &= state.peer_complete || state.released_elsewhere;
+            if leaving && !vouching && state.sent_complete && state.peer_complete {
+                confirmed.push(id);
+            }
+        }
+        for id in confirmed {
+            self.close_link(id, None);
         }
         if !leaving || !all_confirmed {
             return;
