@@ -119,6 +119,9 @@ pub struct PodCommand {
     /// Wrap in `/usr/bin/time -v -o <pod dir>/<name>.time` (CPU, peak RSS).
     /// The process id is then time's, so signals do not reach the program.
     pub time_v: bool,
+    /// CPU and memory limits: a cgroup of its own, as a container's
+    /// `resources.limits` (see `cgroups`).
+    pub limits: super::cgroups::Limits,
 }
 
 impl PodCommand {
@@ -186,6 +189,11 @@ pub struct Bed {
     pods: BTreeMap<usize, Vec<Pod>>,
     procs: Vec<Proc>,
     proc_pod: Vec<Option<(usize, u32)>>,
+    /// Each process's cgroup directories (empty without limits).
+    proc_cgroups: Vec<Vec<PathBuf>>,
+    /// The bed's cgroups, made when a process first has limits; dropped
+    /// (removed) after the processes are killed.
+    cgroups: Option<super::cgroups::Cgroups>,
     dns: Option<Proc>,
     cache: Option<Proc>,
     records: Vec<(String, IpAddr)>,
@@ -226,6 +234,8 @@ impl Bed {
             pods: BTreeMap::new(),
             procs: Vec::new(),
             proc_pod: Vec::new(),
+            proc_cgroups: Vec::new(),
+            cgroups: None,
             dns: None,
             cache: None,
             records: Vec::new(),
@@ -649,8 +659,24 @@ impl Bed {
 
     /// The wrapper that runs `c` inside pod `pod`: network namespace (with its
     /// /etc/netns files), a UTS namespace with the pod hostname, pod env.
-    fn pod_command(&self, pod: &Pod, c: &PodCommand) -> Command {
-        let mut cmd = Command::new(super::prereq::which("ip").expect("ip"));
+    fn pod_command(&self, pod: &Pod, c: &PodCommand, cgroups: &[PathBuf]) -> Command {
+        let ip = super::prereq::which("ip").expect("ip");
+        // `ip netns exec` mounts a sysfs of the pod's namespace over /sys,
+        // which hides /sys/fs/cgroup: a container joins its cgroups first,
+        // then execs into the pod (the same process, so what it runs stays
+        // in them).
+        let mut cmd = if cgroups.is_empty() {
+            Command::new(ip)
+        } else {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!(
+                    "{}exec \"$0\" \"$@\"",
+                    super::cgroups::Cgroups::join_script(cgroups)
+                ))
+                .arg(ip);
+            sh
+        };
         cmd.args([
             "netns", "exec", &pod.ns, "unshare", "--uts", "--", "sh", "-c",
         ])
@@ -693,12 +719,43 @@ impl Bed {
     /// Starts `c` in the latest incarnation of pod `index`.
     pub fn spawn(&mut self, index: usize, c: &PodCommand) -> ProcId {
         let pod = self.live_pod(index).clone();
-        let cmd = self.pod_command(&pod, c);
+        let dirs = if c.limits.is_empty() {
+            Vec::new()
+        } else {
+            let id = self.id.clone();
+            let cgroups = match &mut self.cgroups {
+                Some(cg) => cg,
+                slot => slot.insert(
+                    super::cgroups::Cgroups::new(&id).unwrap_or_else(|e| panic!("cgroups: {e}")),
+                ),
+            };
+            let name = format!(
+                "p{index}g{}-{}-{}",
+                pod.generation,
+                c.name,
+                self.procs.len()
+            );
+            cgroups
+                .create(&name, c.limits)
+                .unwrap_or_else(|e| panic!("cgroup for {name}: {e}"))
+        };
+        let cmd = self.pod_command(&pod, c, &dirs);
         let p = Proc::spawn(&c.name, cmd, &pod.dir)
             .unwrap_or_else(|e| panic!("spawn {:?} in pod {index}: {e}", c.argv));
         self.procs.push(p);
         self.proc_pod.push(Some((index, pod.generation)));
+        self.proc_cgroups.push(dirs);
         ProcId(self.procs.len() - 1)
+    }
+
+    /// Peak memory (bytes) and CPU throttling (periods, time) of a process
+    /// started with limits, from its cgroup.
+    pub fn usage(&self, id: ProcId) -> Option<super::cgroups::Usage> {
+        let dirs = self.proc_cgroups.get(id.0).filter(|d| !d.is_empty())?;
+        Some(super::cgroups::Usage {
+            peak: super::cgroups::Cgroups::peak(dirs),
+            throttled: super::cgroups::Cgroups::throttled(dirs),
+        })
     }
 
     /// Runs `c` in pod `index` to completion (bounded by `limit`, then killed).

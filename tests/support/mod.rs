@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod bed;
+pub mod cgroups;
 pub mod ci;
 pub mod ports;
 pub mod prereq;

@@ -102,6 +102,32 @@ pub struct RunSpec {
     /// Arguments of `peergate await` after `await` itself.
     #[serde(rename = "await")]
     pub await_args: Vec<String>,
+    /// `resources.limits` of every peergate container (the sidecar, the
+    /// await, and the program when it is peergate): a cgroup each.
+    pub limits: Option<LimitsSpec>,
+}
+
+/// A container's `resources.limits`: `cpu = "50m"`, `memory = "16Mi"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+}
+
+impl LimitsSpec {
+    fn limits(&self) -> super::cgroups::Limits {
+        super::cgroups::Limits {
+            cpu_millis: self
+                .cpu
+                .as_deref()
+                .map(|c| super::cgroups::parse_cpu(c).unwrap_or_else(|e| panic!("limits: {e}"))),
+            memory_bytes: self
+                .memory
+                .as_deref()
+                .map(|m| super::cgroups::parse_memory(m).unwrap_or_else(|e| panic!("limits: {e}"))),
+        }
+    }
 }
 
 impl Default for RunSpec {
@@ -115,6 +141,7 @@ impl Default for RunSpec {
             time_v: false,
             sidecar: Vec::new(),
             await_args: Vec::new(),
+            limits: None,
         }
     }
 }
@@ -151,6 +178,8 @@ pub struct PodSpec {
     /// The link starts down (cluster-side veth).
     #[serde(default)]
     pub link_down: bool,
+    /// Replaces `run.limits` for these pods.
+    pub limits: Option<LimitsSpec>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -300,6 +329,7 @@ struct PodPlan {
     ping_group_range: Option<Range>,
     drop_icmp: bool,
     link_down: bool,
+    limits: super::cgroups::Limits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -446,6 +476,12 @@ impl Scenario {
             ping_group_range: self.run.ping_group_range,
             drop_icmp: false,
             link_down: false,
+            limits: self
+                .run
+                .limits
+                .as_ref()
+                .map(LimitsSpec::limits)
+                .unwrap_or_default(),
         };
         for p in self.pods.iter().filter(|p| p.indices.contains(&index)) {
             if p.never {
@@ -467,6 +503,9 @@ impl Scenario {
             plan.ping_group_range = p.ping_group_range.or(plan.ping_group_range);
             plan.drop_icmp |= p.drop_icmp;
             plan.link_down |= p.link_down;
+            if let Some(l) = &p.limits {
+                plan.limits = l.limits();
+            }
         }
         plan
     }
@@ -599,11 +638,14 @@ impl Scenario {
                 if run.bed.pod(i).is_some_and(|p| p.alive) {
                     let x = |s: &String| expand(s, &run.bed, self, Some(i));
                     let peergate = env!("CARGO_BIN_EXE_peergate").to_string();
+                    let limits = self.plan(i).limits;
                     let mut sidecar = PodCommand::new("sidecar", &[]);
                     sidecar.argv = std::iter::once(peergate.clone())
                         .chain(self.run.sidecar.iter().map(x))
                         .collect();
+                    sidecar.limits = limits;
                     let mut waiter = PodCommand::new("await", &[]);
+                    waiter.limits = limits;
                     waiter.argv = [peergate, "await".into()]
                         .into_iter()
                         .chain(self.run.await_args.iter().map(x))
@@ -738,6 +780,13 @@ impl Scenario {
             env: plan.env.iter().map(|(k, v)| (k.clone(), x(v))).collect(),
             unprivileged: plan.unprivileged,
             time_v: self.run.time_v,
+            // The workload's own limits are the workload's: only a
+            // peergate program is one of peergate's containers.
+            limits: if plan.program == "peergate" {
+                plan.limits
+            } else {
+                Default::default()
+            },
         }
     }
 
@@ -767,7 +816,10 @@ impl Scenario {
         let exit = p
             .exit()
             .ok_or_else(|| format!("still running at the deadline ({:?})", self.deadline))?;
-        if exit.code() != Some(x.exit) {
+        // A process killed by signal n exits 128 + n, as the kubelet
+        // reports a container's (137: SIGKILL, e.g. OOM-killed).
+        let code = exit.code().or_else(|| exit.signal().map(|n| 128 + n));
+        if code != Some(x.exit) {
             return Err(format!("expected exit {}, got {}", x.exit, exit.describe()));
         }
         if x.within.is_some() || x.not_before.is_some() {
@@ -865,9 +917,21 @@ impl Scenario {
                     let end = p.exit().map_or("running".into(), |e| {
                         format!("{} at t={:.3}s", e.describe(), rel(e.at))
                     });
+                    let usage = match run.bed.usage(*id) {
+                        Some(u) => format!(
+                            "; peak memory {}{}",
+                            u.peak
+                                .map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+                            u.throttled.map_or(String::new(), |(n, t)| format!(
+                                ", CPU throttled {n} times, {:.3}s in all",
+                                t.as_secs_f64()
+                            ))
+                        ),
+                        None => String::new(),
+                    };
                     writeln!(
                         s,
-                        "  pod {i}{label}: started t={:.3}s, {end}",
+                        "  pod {i}{label}: started t={:.3}s, {end}{usage}",
                         rel(p.started)
                     )
                     .unwrap();
@@ -938,6 +1002,15 @@ pub fn run_named(name: &str) {
     let programs = sc.own_programs();
     let programs: Vec<&str> = programs.iter().map(String::as_str).collect();
     if !super::prereq::ready_with(name, &programs) {
+        return;
+    }
+    let limited = sc.run.limits.is_some() || sc.pods.iter().any(|p| p.limits.is_some());
+    if limited && let Some(why) = super::cgroups::unavailable() {
+        if super::ci::under_ci() {
+            panic!("{name}: CPU and memory limits unavailable under CI: {why}");
+        }
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {why}");
         return;
     }
     let started = Instant::now();
