@@ -1032,6 +1032,44 @@ fn a_serving_barrier_answers_health_checks_and_await() {
         (out.status.code(), stdout(&out).as_str()),
         (Some(0), "8476\n")
     );
+    // 48 waiting requests take every slot of the workload API; the next is
+    // told so, and `await` on the same port still gets through.
+    let waiting: Vec<_> = (0..48)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", await_port)).unwrap();
+            std::io::Write::write_all(
+                &mut s,
+                b"GET /v1/values/never?index=0&wait=20000 HTTP/1.1\r\n\r\n",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = cmd(&["get", "port", "--index", "0"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("answered 503"), "{}", stderr(&out));
+    let waited = Command::new(BIN)
+        .env_clear()
+        .args([
+            "await",
+            "--timeout",
+            "5s",
+            "--port",
+            &await_port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    drop(waiting);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = cmd(&["get", "port", "--index", "0"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the slots come back: {}",
+        stderr(&out)
+    );
     let (status, peers) = http_get("127.0.0.2", health, "/peers");
     assert_eq!(status, 200);
     assert!(

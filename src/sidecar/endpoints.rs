@@ -6,6 +6,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::rendezvous::{Control, Snapshot, Status};
 
+/// Requests of the workload API served at once (each waiting one holds a
+/// connection): the rest of the loopback listener's connections stay for
+/// `peergate await` and `peergate run`'s lease.
+pub const MAX_EXCHANGE: usize = 48;
+
 /// Where the handlers get their answers.
 #[derive(Clone)]
 pub struct Endpoints {
@@ -17,6 +22,8 @@ pub struct Endpoints {
     /// The hostfile writer's, when there is a hostfile: a round shows as
     /// released only once its hand-off is written.
     pub written: Option<watch::Receiver<Status>>,
+    /// Permits for the workload API's requests ([`MAX_EXCHANGE`]).
+    pub exchange_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Endpoints {

@@ -182,6 +182,12 @@ pub fn parse(port: u16, bytes: &[u8]) -> Result<Answer, ClientError> {
     let bad = |what: String| ClientError::Answer { port, what };
     let (status, body) =
         http::parse_response(bytes).ok_or_else(|| bad("something that is not HTTP".into()))?;
+    if status == 503 {
+        return Err(bad(format!(
+            "503: {}",
+            String::from_utf8_lossy(body).trim()
+        )));
+    }
     let answer = Answer::from_json(body).ok_or_else(|| {
         bad(format!(
             "{status}: {} (an older peergate sidecar, without put, get and barrier?)",

@@ -100,6 +100,7 @@ pub(crate) async fn run<R: Resolve>(
         control: control_tx,
         status: status.clone(),
         changes: barrier.changes(),
+        exchange_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(endpoints::MAX_EXCHANGE)),
         written,
     };
     servers.spawn(serve::serve(await_listener, endpoints.clone(), true));

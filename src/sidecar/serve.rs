@@ -95,6 +95,18 @@ async fn handle(mut stream: TcpStream, endpoints: Endpoints, with_await: bool) {
         return;
     }
     if with_await && super::exchange::handles(&request) {
+        let Ok(_slot) = endpoints.exchange_slots.clone().try_acquire_owned() else {
+            let busy = Response::text(
+                503,
+                format!(
+                    "{} requests of put, get and barrier are already being served here; try \
+                     again once some have ended\n",
+                    super::endpoints::MAX_EXCHANGE
+                ),
+            );
+            let _ = http::respond(&mut stream, &busy, false).await;
+            return;
+        };
         if let Some(response) = super::exchange::serve(&mut stream, &request, &endpoints).await {
             let _ = http::respond(&mut stream, &response, false).await;
         }
