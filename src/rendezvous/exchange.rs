@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::board::{self, Board, Refused};
+use super::board::{Board, Refused};
 use super::core::Core;
-use super::proto::Record;
+use super::proto::{Record, State};
 use super::rounds::EndCause;
 
 /// Why a request finds no round to act in.
@@ -179,16 +179,140 @@ impl Core {
             value: value.to_owned(),
         };
         let found = match query {
-            Query::Barrier(name) => board::barrier(&members, round, name).map(|()| Vec::new()),
-            Query::Value { key, index } => board::value(&members, round, *index, key)
+            Query::Barrier(name) => barrier(&members, round, name).map(|()| Vec::new()),
+            Query::Value { key, index } => value(&members, round, *index, key)
                 .map(|v| vec![entry(*index, v)])
                 .ok_or_else(|| vec![*index]),
-            Query::All(key) => board::all(&members, round, key)
+            Query::All(key) => all(&members, round, key)
                 .map(|values| values.into_iter().map(|(i, v)| entry(i, v)).collect()),
         };
         match found {
             Ok(entries) => Reading::Ready { round, entries },
             Err(missing) => Reading::Waiting { round, missing },
         }
+    }
+}
+
+/// A round's members as the queries see them: every index with its
+/// current incarnation's record. `None` or dead: not a member now, so what
+/// it published does not count. A member that left (its pod finished, the
+/// sidecar said goodbye) still counts: what it published and entered
+/// stays true for the round, and a fast pod that is done must not strand a
+/// slow one still reading.
+pub type Members<'a> = &'a [(u32, Option<&'a Record>)];
+
+fn live(record: Option<&Record>) -> Option<&Record> {
+    record.filter(|r| r.state != State::Dead)
+}
+
+/// Barrier `name` of `round`: `Ok` once every member has entered it, else
+/// the indices that have not.
+pub fn barrier(members: Members<'_>, round: u32, name: &str) -> Result<(), Vec<u32>> {
+    let missing: Vec<u32> = members
+        .iter()
+        .filter(|(_, r)| !live(*r).is_some_and(|r| r.board.entered(round, name)))
+        .map(|(i, _)| *i)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
+/// What `index` published under `key` in `round`.
+pub fn value<'a>(members: Members<'a>, round: u32, index: u32, key: &str) -> Option<&'a str> {
+    members
+        .iter()
+        .find(|(i, _)| *i == index)
+        .and_then(|(_, r)| live(*r))
+        .and_then(|r| r.board.value(round, key))
+}
+
+/// Every member's value of `key` in `round`, in index order, once all have
+/// published it; else the indices that have not.
+pub fn all<'a>(
+    members: Members<'a>,
+    round: u32,
+    key: &str,
+) -> Result<Vec<(u32, &'a str)>, Vec<u32>> {
+    let mut values = Vec::with_capacity(members.len());
+    let mut missing = Vec::new();
+    for (i, r) in members {
+        match live(*r).and_then(|r| r.board.value(round, key)) {
+            Some(v) => values.push((*i, v)),
+            None => missing.push(*i),
+        }
+    }
+    if missing.is_empty() {
+        Ok(values)
+    } else {
+        Err(missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rendezvous::proto::{Claim, InstanceId};
+    use std::sync::Arc;
+
+    fn member(index: u32, state: State, board: Board) -> Record {
+        Record {
+            index,
+            instance: InstanceId([index as u8 + 1; 16]),
+            started_ms: 1,
+            seq: 1,
+            state,
+            addrs: vec![],
+            claim: Claim::default(),
+            board: Arc::new(board),
+        }
+    }
+
+    #[test]
+    fn queries_count_live_members_of_the_round_only() {
+        let entered = Board::default().enter(3, "go").unwrap().unwrap();
+        let put = |v: &str| Board::default().put(3, "port", v).unwrap();
+        let records = [
+            member(
+                0,
+                State::Alive,
+                entered.clone().put(3, "port", "1").unwrap(),
+            ),
+            member(1, State::Alive, put("2")),
+            member(2, State::Dead, entered.clone().put(3, "port", "3").unwrap()),
+            member(4, State::Left, entered.put(3, "port", "5").unwrap()),
+        ];
+        let view: Vec<(u32, Option<&Record>)> = vec![
+            (0, Some(&records[0])),
+            (1, Some(&records[1])),
+            (2, Some(&records[2])),
+            (3, None),
+        ];
+        let finished: Vec<(u32, Option<&Record>)> =
+            vec![(0, Some(&records[0])), (4, Some(&records[3]))];
+        assert_eq!(
+            barrier(&finished, 3, "go"),
+            Ok(()),
+            "a member that left entered"
+        );
+        assert_eq!(
+            value(&finished, 3, 4, "port"),
+            Some("5"),
+            "and its values stay"
+        );
+        assert_eq!(barrier(&view, 3, "go"), Err(vec![1, 2, 3]));
+        assert_eq!(barrier(&view, 4, "go"), Err(vec![0, 1, 2, 3]));
+        assert_eq!(value(&view, 3, 1, "port"), Some("2"));
+        assert_eq!(
+            value(&view, 3, 2, "port"),
+            None,
+            "a dead incarnation's values vanish"
+        );
+        assert_eq!(value(&view, 2, 1, "port"), None);
+        assert_eq!(all(&view, 3, "port"), Err(vec![2, 3]));
+        assert_eq!(all(&view[..2], 3, "port"), Ok(vec![(0, "1"), (1, "2")]));
+        assert_eq!(barrier(&view[..1], 3, "go"), Ok(()));
     }
 }
