@@ -41,6 +41,10 @@
 //!   how soon a named barrier passes everywhere after its last member
 //!   entered, and `get --all` answers everywhere after the last `put`.
 //!   Printed (and written to PEERGATE_BENCH_EXCHANGE_OUT) like the rounds.
+//! * Soak (soak.rs, only when PEERGATE_BENCH_SOAK is set): N serving
+//!   sidecars in the e2e bed for PEERGATE_BENCH_SOAK_MINUTES under churn
+//!   (replacements, a stranger, scrapes, DNS restarts): RSS, open FDs and
+//!   CPU of the sidecars that live through it.
 //!
 //! Every gate of the latency runs runs under a small rusage wrapper (this
 //! binary re-executed with `--rusage-wrap`), which records CLOCK_MONOTONIC
@@ -79,6 +83,10 @@
 //! | PEERGATE_BENCH_EXCHANGE       | 64               | pods of the workload API runs: barrier and get --all (exchange.rs; 0: skip them) |
 //! | PEERGATE_BENCH_EXCHANGE_REPS  | 6                | repetitions of each workload API figure   |
 //! | PEERGATE_BENCH_EXCHANGE_OUT   | unset            | also write the workload API section (markdown) to this file |
+//! | PEERGATE_BENCH_SOAK           | 0                | pods of the soak run (soak.rs; 0: skip it) |
+//! | PEERGATE_BENCH_SOAK_MINUTES   | 30               | how long the soak runs                    |
+//! | PEERGATE_BENCH_SOAK_REPLACE_S | 20               | seconds between two replacements in the soak |
+//! | PEERGATE_BENCH_SOAK_OUT       | unset            | also write the soak section (markdown) to this file |
 //! | PEERGATE_BENCH_HOLD           | unset            | keep the ping scale bed up N s before its runs (profiling by hand) |
 //! | PEERGATE_BENCH_OUT            | docs/bench       | where results.md and latency.svg go       |
 //! | PEERGATE_BENCH_BIN            | the static release build | peergate binary to measure: a path, or `cargo` for cargo's build of this bench (`CARGO_BIN_EXE_peergate`, dynamically linked) |
@@ -97,6 +105,7 @@ mod plot;
 mod report;
 mod rounds;
 mod scale;
+mod soak;
 mod wrap;
 
 use std::path::PathBuf;
@@ -127,6 +136,10 @@ pub struct Knobs {
     pub exchange: Vec<usize>,
     pub exchange_reps: usize,
     pub exchange_out: Option<PathBuf>,
+    pub soak: usize,
+    pub soak_minutes: f64,
+    pub soak_replace_s: u64,
+    pub soak_out: Option<PathBuf>,
     pub out: PathBuf,
     pub peergate: PathBuf,
     /// Where the binary came from, for the report.
@@ -200,6 +213,14 @@ impl Knobs {
             exchange: sizes("PEERGATE_BENCH_EXCHANGE", "64"),
             exchange_reps: parse_num("PEERGATE_BENCH_EXCHANGE_REPS", "6"),
             exchange_out: std::env::var_os("PEERGATE_BENCH_EXCHANGE_OUT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            soak: parse_num("PEERGATE_BENCH_SOAK", "0"),
+            soak_minutes: env_or("PEERGATE_BENCH_SOAK_MINUTES", "30")
+                .parse()
+                .expect("PEERGATE_BENCH_SOAK_MINUTES: a number of minutes"),
+            soak_replace_s: parse_num("PEERGATE_BENCH_SOAK_REPLACE_S", "20"),
+            soak_out: std::env::var_os("PEERGATE_BENCH_SOAK_OUT")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             out: std::env::var_os("PEERGATE_BENCH_OUT")
@@ -304,6 +325,10 @@ fn main() {
     }
     if !knobs.exchange.is_empty() {
         exchange::run_all(&knobs, &report.binary);
+    }
+    if knobs.soak > 0 {
+        assert!(knobs.soak >= 2, "PEERGATE_BENCH_SOAK: at least 2 pods");
+        soak::run(&knobs, &report.binary);
     }
     // The ping scale runs (tens of milliseconds) before the barrier scale
     // runs, whose thousand processes and namespace the kernel keeps
