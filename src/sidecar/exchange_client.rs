@@ -10,7 +10,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::exchange::{Answer, WireEntry};
 use super::http;
@@ -121,6 +121,7 @@ pub async fn send(port: u16, ask: &Ask) -> Result<Answer, ClientError> {
     let start = Instant::now();
     let connect_until = start + ask.wait.unwrap_or_default().max(CONNECT_BUDGET);
     let mut pause = Duration::from_millis(5);
+    let mut told = false;
     let stream = loop {
         match TcpStream::connect(addr).await {
             Ok(s) => break s,
@@ -129,6 +130,15 @@ pub async fn send(port: u16, ask: &Ask) -> Result<Answer, ClientError> {
                     && Instant::now() < connect_until =>
             {
                 debug!("sidecar not answering yet: {e}");
+                if !told && start.elapsed() >= CONNECT_BUDGET {
+                    // A wait of minutes should not hide a wrong port.
+                    warn!(
+                        "the peergate sidecar on 127.0.0.1:{port} refuses connections (is it \
+                         running with --serve, on this --await-port?); trying again until the \
+                         wait ends"
+                    );
+                    told = true;
+                }
                 sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
