@@ -20,9 +20,9 @@ would in each of its pods, with what the kubelet gives that pod:
 
 A container counts when it runs the peergate image without a command, or
 when its command is peergate (a workload image with peergate in it): init
-containers, native sidecars and main containers alike. `peergate await` and
-`peergate run` containers run `peergate await --dry-run` and `peergate run
---dry-run`, which check their arguments.
+containers, native sidecars and main containers alike. `peergate await`, `run`, `barrier`, `put` and `get`
+containers run the subcommand with `--dry-run`, which checks their
+arguments.
 
 Every run must exit 0 within a few seconds; one line per pod and container
 checked; a failure names the file, the pod, its index and the container,
@@ -233,12 +233,18 @@ def summary(out):
         return f"await on 127.0.0.1:{v['await']['port']}"
     if isinstance(v, dict) and "run" in v:
         return f"run on 127.0.0.1:{v['run']['port']}"
+    if isinstance(v, dict) and "exchange" in v:
+        e = v["exchange"]
+        return f"{e['command']} {e['name']} on 127.0.0.1:{e['port']}"
     if isinstance(v, dict):
         names = [p.get("name") or p.get("addr") for p in v["peers"]]
         mode = v["mode"] + (" --serve" if (v.get("barrier") or {}).get("serve") else "")
         head = f"{len(names)}"
     else:
         lines = {line[:9].strip(): line[10:] for line in text.splitlines()[1:] if len(line) > 10}
+        for sub in ("barrier", "put", "get"):
+            if sub in lines and "ask" in lines:
+                return f"peergate {sub}: " + lines[sub]
         if "run" in lines:
             return "peergate run " + lines["run"]
         if "wait" in lines:
@@ -273,6 +279,8 @@ def dry_run(peergate, pod, container, argv, tmp):
         cmd = [peergate, "await", "--dry-run", *argv[1:]]
     elif argv[:1] == ["run"]:
         cmd = [peergate, "run", "--dry-run", *argv[1:]]
+    elif argv[:1] in (["barrier"], ["put"], ["get"]):
+        cmd = [peergate, argv[0], "--dry-run", *argv[1:]]
     else:
         cmd = [peergate, "--dry-run", *argv]
     try:

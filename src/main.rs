@@ -15,20 +15,46 @@ fn main() -> ExitCode {
         Ok(Invocation::Gate(args)) => gate_main(*args),
         Ok(Invocation::Await(args)) => await_main(&args),
         Ok(Invocation::Run(args)) => run_main(&args),
-        Ok(Invocation::Barrier(args)) => exchange_main(&args.common, |port, round| {
-            run::exchange::barrier(port, round, &args.name, args.timeout.0)
-        }),
-        Ok(Invocation::Put(args)) => exchange_main(&args.common, |port, round| {
-            let value = match args.value.as_deref() {
-                None | Some("-") => run::exchange::Value::Stdin,
-                Some(v) => run::exchange::Value::Given(v.to_owned()),
-            };
-            run::exchange::put(port, round, &args.key, value)
-        }),
-        Ok(Invocation::Get(args)) => exchange_main(&args.common, |port, round| {
+        Ok(Invocation::Barrier(args)) => exchange_main(
+            &args.common,
+            dry_run::Exchange::Barrier {
+                name: &args.name,
+                timeout: args.timeout.0,
+            },
+            |port, round| run::exchange::barrier(port, round, &args.name, args.timeout.0),
+        ),
+        Ok(Invocation::Put(args)) => {
+            let given = args.value.as_deref().filter(|v| *v != "-");
+            exchange_main(
+                &args.common,
+                dry_run::Exchange::Put {
+                    key: &args.key,
+                    value: given,
+                },
+                |port, round| {
+                    let value = match given {
+                        None => run::exchange::Value::Stdin,
+                        Some(v) => run::exchange::Value::Given(v.to_owned()),
+                    };
+                    run::exchange::put(port, round, &args.key, value)
+                },
+            )
+        }
+        Ok(Invocation::Get(args)) => {
             let index = if args.all { None } else { args.index };
-            run::exchange::get(port, round, &args.key, index, args.wait.0, args.format)
-        }),
+            exchange_main(
+                &args.common,
+                dry_run::Exchange::Get {
+                    key: &args.key,
+                    index,
+                    wait: args.wait.0,
+                    format: args.format,
+                },
+                |port, round| {
+                    run::exchange::get(port, round, &args.key, index, args.wait.0, args.format)
+                },
+            )
+        }
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             ExitCode::SUCCESS
@@ -121,6 +147,7 @@ fn run_main(args: &cli::RunArgs) -> ExitCode {
 /// `peergate barrier`, `put`, `get`: one request to the local sidecar.
 fn exchange_main<F: Future<Output = Exit>>(
     common: &cli::ExchangeCommon,
+    preview: dry_run::Exchange<'_>,
     work: impl FnOnce(u16, Option<u32>) -> F,
 ) -> ExitCode {
     let quiet = logging::LogSpec::parse_flag("warn").expect("a valid level");
@@ -128,6 +155,10 @@ fn exchange_main<F: Future<Output = Exit>>(
         common.log_format,
         Some(common.log_level.as_ref().unwrap_or(&quiet)),
     );
+    if common.dry_run {
+        let exit = dry_run::run_exchange(&preview, common.port, common.round, common.log_format);
+        return ExitCode::from(exit.code());
+    }
     let Some(runtime) = runtime() else {
         return ExitCode::from(Exit::Failure.code());
     };

@@ -1354,6 +1354,53 @@ fn await_dry_run_checks_its_arguments() {
     assert_usage_error(&out, "unknown argument `--timout`", "await typo");
 }
 
+#[test]
+fn the_workload_commands_dry_run_against_the_limits() {
+    let pod = Pod::new("dry-exchange");
+    let out = pod.run(&[], &["barrier", "staged", "--dry-run", "--timeout", "5m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("enter barrier `staged`"), "{text}");
+    assert!(text.contains("for at most 5m00s"), "{text}");
+    let out = pod.run(
+        &[("PEERGATE_ROUND", "3")],
+        &[
+            "get",
+            "port",
+            "--index",
+            "0",
+            "--dry-run",
+            "--log-format=json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (
+            v["exchange"]["command"].as_str(),
+            v["exchange"]["round"].as_u64()
+        ),
+        (Some("get"), Some(3))
+    );
+    // Nothing is read from stdin, and nothing listens: still exit 0.
+    let out = pod.run(&[], &["put", "key", "-", "--dry-run", "--port", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("the value on stdin (not read now)"));
+    for (args, needle) in [
+        (&["put", "a b", "x", "--dry-run"][..], "invalid key `a b`"),
+        (&["barrier", "x/y z", "--dry-run"], "invalid barrier name"),
+        (&["get", "k", "--dry-run"], "--index"),
+    ] {
+        let out = pod.run(&[], args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    let big = "v".repeat(4097);
+    let out = pod.run(&[], &["put", "k", &big, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("the value is 4097 bytes (at most 4096)"));
+}
+
 /// `await` is a subcommand: the gate's variables (here a bad one) are not
 /// its business, and its own variables are named in its errors.
 #[test]

@@ -51,6 +51,17 @@ before), 124 --wait passed (the members that did not publish are named),
 /// What the three share: the sidecar's port, the round, logging.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExchangeCommon {
+    /// Check the arguments against the limits, print what the command
+    /// would do and exit 0 (2 on a usage error), without contacting the
+    /// sidecar (nor reading stdin).
+    #[arg(
+        long,
+        env = "PEERGATE_DRY_RUN",
+        value_parser = FalseyValueParser::new(),
+        default_value_t = false
+    )]
+    pub dry_run: bool,
+
     /// The sidecar's --await-port.
     #[arg(
         long,

@@ -249,6 +249,113 @@ pub fn run_run(args: &RunArgs) -> Exit {
     })
 }
 
+/// `peergate barrier|put|get --dry-run`'s facts.
+#[derive(Debug, Serialize)]
+struct ExchangeDryRun {
+    dry_run: bool,
+    exchange: ExchangeEntry,
+}
+
+#[derive(Debug, Serialize)]
+struct ExchangeEntry {
+    /// `barrier`, `put` or `get`.
+    command: &'static str,
+    port: u16,
+    /// The round it is pinned to; none: the live round.
+    round: Option<u32>,
+    /// The key or barrier name.
+    name: String,
+    /// put: the value's bytes (none: from stdin).
+    value_bytes: Option<usize>,
+    /// get: the index read (none: every member).
+    index: Option<u32>,
+    /// get: `text`, `json` or `known-hosts`.
+    format: Option<&'static str>,
+    /// barrier: --timeout; get: --wait (none: without end).
+    #[serde(rename = "wait_ms", serialize_with = "opt_millis")]
+    wait: Option<Duration>,
+}
+
+/// What `peergate barrier`, `put` or `get` was asked to do.
+pub enum Exchange<'a> {
+    Barrier {
+        name: &'a str,
+        timeout: Option<Duration>,
+    },
+    Put {
+        key: &'a str,
+        value: Option<&'a str>,
+    },
+    Get {
+        key: &'a str,
+        index: Option<u32>,
+        wait: Option<Duration>,
+        format: crate::sidecar::exchange_client::GetFormat,
+    },
+}
+
+/// `peergate barrier|put|get --dry-run`: the arguments checked against
+/// the limits as a run checks them, and what it would do.
+pub fn run_exchange(what: &Exchange<'_>, port: u16, round: Option<u32>, format: LogFormat) -> Exit {
+    use crate::rendezvous::board;
+    use crate::sidecar::exchange_client::GetFormat;
+    let (command, name) = match what {
+        Exchange::Barrier { name, .. } => ("barrier", *name),
+        Exchange::Put { key, .. } => ("put", *key),
+        Exchange::Get { key, .. } => ("get", *key),
+    };
+    let what_name = if command == "barrier" {
+        "barrier name"
+    } else {
+        "key"
+    };
+    if let Err(why) = board::check_key(name) {
+        tracing::error!("invalid {what_name} `{}`: {why}", one_line(name));
+        return Exit::Usage;
+    }
+    if let Exchange::Put { value: Some(v), .. } = what
+        && let Err(why) = board::check_value(v)
+    {
+        tracing::error!("cannot put `{name}`: {why}");
+        return Exit::Usage;
+    }
+    let entry = ExchangeEntry {
+        command,
+        port,
+        round,
+        name: name.to_owned(),
+        value_bytes: match what {
+            Exchange::Put { value, .. } => value.map(str::len),
+            _ => None,
+        },
+        index: match what {
+            Exchange::Get { index, .. } => *index,
+            _ => None,
+        },
+        format: match what {
+            Exchange::Get { format, .. } => Some(match format {
+                GetFormat::Text => "text",
+                GetFormat::Json => "json",
+                GetFormat::KnownHosts => "known-hosts",
+            }),
+            _ => None,
+        },
+        wait: match what {
+            Exchange::Barrier { timeout, .. } => *timeout,
+            Exchange::Get { wait, .. } => *wait,
+            Exchange::Put { .. } => Some(Duration::ZERO),
+        },
+    };
+    let preview = ExchangeDryRun {
+        dry_run: true,
+        exchange: entry,
+    };
+    print(&match format {
+        LogFormat::Text => preview.text(),
+        LogFormat::Json => json(&preview),
+    })
+}
+
 /// One JSON object, keys sorted.
 fn json(value: &impl Serialize) -> String {
     serde_json::to_value(value)

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{
-    AwaitDryRun, BarrierEntry, DnsEntry, DryRun, OpenedEntry, PeerEntry, ProbeEntry, RunDryRun,
+    AwaitDryRun, BarrierEntry, DnsEntry, DryRun, ExchangeDryRun, OpenedEntry, PeerEntry,
+    ProbeEntry, RunDryRun,
 };
 use crate::cli::one_line;
 use crate::duration::human;
@@ -37,6 +38,52 @@ impl RunDryRun {
             shell_words(&r.command),
             human(r.grace),
             r.max_restarts,
+        )
+    }
+}
+
+impl ExchangeDryRun {
+    pub(super) fn text(&self) -> String {
+        let e = &self.exchange;
+        let round = e.round.map_or_else(
+            || "in the live round".to_owned(),
+            |r| format!("in round {r} only (then exit 5)"),
+        );
+        let wait = |what: &str| match e.wait {
+            None => format!("{what} without end"),
+            Some(d) if d.is_zero() => "without waiting".to_owned(),
+            Some(d) => format!("{what} for at most {} (then exit 124)", human(d)),
+        };
+        let action = match e.command {
+            "barrier" => format!(
+                "enter barrier `{}` and wait until every member has, {}",
+                e.name,
+                wait("waiting")
+            ),
+            "put" => format!(
+                "publish `{}` = {} for this pod",
+                e.name,
+                e.value_bytes.map_or_else(
+                    || "the value on stdin (not read now)".to_owned(),
+                    |n| format!("{n} bytes")
+                )
+            ),
+            _ => format!(
+                "print `{}` of {}, {}, as {}",
+                e.name,
+                e.index.map_or_else(
+                    || "every member, once all have published it".to_owned(),
+                    |i| format!("index {i}")
+                ),
+                wait("waiting"),
+                e.format.unwrap_or("text")
+            ),
+        };
+        format!(
+            "peergate {} --dry-run: what it would do (nothing was sent)\n\
+             ask       the sidecar on 127.0.0.1:{} (its --await-port), {round}\n\
+             {:<9} {action}\n",
+            e.command, e.port, e.command,
         )
     }
 }
