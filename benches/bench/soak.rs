@@ -18,8 +18,10 @@
 //! surviving sidecar the first and last RSS and FD counts, a least-squares
 //! slope, and the CPU per second. Targets from issue 22: RSS and FDs
 //! flat (growth at most 1 % after the warm-up), and CPU at most 0.2 ms per
-//! second per sidecar. The churn is not idle: the CPU figure is what the
-//! sidecar costs *with* it, an upper bound on idle.
+//! second per sidecar when idle: after the churn the run stays quiet for a
+//! minute ([`IDLE`]), and the CPU over that minute is the idle figure (the
+//! one under churn is reported beside it). With PEERGATE_BENCH_SOAK_OUT,
+//! every sample also goes to a CSV beside the markdown.
 //!
 //! Nothing asserts: the section is printed (and written to
 //! PEERGATE_BENCH_SOAK_OUT). Every wait is bounded, and the bed's drop
@@ -44,6 +46,8 @@ const SAMPLE: Duration = Duration::from_secs(10);
 /// DNS outages over the run, each this long.
 const DNS_OUTAGES: u32 = 3;
 const DNS_OUTAGE: Duration = Duration::from_secs(5);
+/// The quiet minute after the churn, over which idle CPU is measured.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// One sample of one sidecar.
 #[derive(Clone, Copy, Debug)]
@@ -265,6 +269,42 @@ pub fn run(k: &Knobs, binary: &str) {
     for t in threads {
         let _ = t.join();
     }
+    // Then a quiet minute: no replacement, no stranger, no scrape. The
+    // sidecars' CPU over it is what they cost idle.
+    let quiet: Vec<Option<Sample>> = survivors
+        .iter()
+        .map(|&i| sample(bed.proc(sidecars[i]).pid, t0.elapsed().as_secs_f64()))
+        .collect();
+    std::thread::sleep(IDLE);
+    let idle: Vec<Option<f64>> = survivors
+        .iter()
+        .zip(&quiet)
+        .map(|(&i, before)| {
+            let after = sample(bed.proc(sidecars[i]).pid, t0.elapsed().as_secs_f64())?;
+            let before = (*before)?;
+            Some(
+                (after.cpu_ticks - before.cpu_ticks) as f64 / 100.0 * 1000.0
+                    / (after.at - before.at).max(1.0),
+            )
+        })
+        .collect();
+    if let Some(path) = &k.soak_out {
+        let mut csv = String::from("pod,seconds,rss_kb,fds,cpu_ticks\n");
+        for &i in &survivors {
+            for s in &samples[i] {
+                writeln!(
+                    csv,
+                    "{i},{:.1},{},{},{}",
+                    s.at, s.rss_kb, s.fds, s.cpu_ticks
+                )
+                .unwrap();
+            }
+        }
+        let csv_path = path.with_extension("csv");
+        if let Err(e) = std::fs::write(&csv_path, csv) {
+            eprintln!("bench: cannot write {}: {e}", csv_path.display());
+        }
+    }
     // The survivors must still serve: every one answers /readyz from the
     // bed's cluster side, and each saw the run's replacements.
     let alive = survivors
@@ -282,6 +322,7 @@ pub fn run(k: &Knobs, binary: &str) {
         &outages,
         scrapes.load(Ordering::Relaxed),
         alive,
+        &idle,
         &notes,
     );
     println!("{md}");
@@ -305,6 +346,7 @@ fn markdown(
     outages: &[f64],
     scrapes: u64,
     alive: usize,
+    idle: &[Option<f64>],
     notes: &[String],
 ) -> String {
     let ticks = 100.0; // USER_HZ
@@ -333,13 +375,19 @@ fn markdown(
     writeln!(
         w,
         "| pod | samples | RSS after warm-up → end (kB) | RSS growth | RSS slope (kB/h) | FDs after \
-         warm-up → end | FD slope (/h) | CPU (ms per s) |\n|---:|---:|---|---:|---:|---|---:|---:|"
+         warm-up → end | FD slope (/h) | CPU under churn (ms per s) | CPU idle (ms per s) |\n\
+         |---:|---:|---|---:|---:|---|---:|---:|---:|"
     )
     .unwrap();
-    for &i in survivors {
+    for (n, &i) in survivors.iter().enumerate() {
+        let idle_ms = idle
+            .get(n)
+            .copied()
+            .flatten()
+            .map_or("–".to_owned(), |c| format!("{c:.3}"));
         let v = &samples[i];
         if v.len() < 3 {
-            writeln!(w, "| {i} | {} | – | – | – | – | – | – |", v.len()).unwrap();
+            writeln!(w, "| {i} | {} | – | – | – | – | – | – | – |", v.len()).unwrap();
             continue;
         }
         let warm = v.len() / 5;
@@ -352,7 +400,8 @@ fn markdown(
             / (last.at - first.at).max(1.0);
         writeln!(
             w,
-            "| {i} | {} | {} → {} | {growth:+.1} % | {:+.1} | {} → {} | {:+.2} | {cpu_ms_per_s:.3} |",
+            "| {i} | {} | {} → {} | {growth:+.1} % | {:+.1} | {} → {} | {:+.2} | {cpu_ms_per_s:.3} | \
+             {idle_ms} |",
             v.len(),
             first.rss_kb,
             last.rss_kb,
