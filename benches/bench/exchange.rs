@@ -36,17 +36,17 @@
 //! and the worst run beside the target.
 
 use crate::Knobs;
+use crate::netns;
 use crate::rounds::{loadavg, tree_line};
 use crate::scale::peer_addr;
-use crate::support::bed::{Bed, BedConfig, run_ok};
+use crate::support::bed::{Bed, BedConfig};
 use crate::wrap::now_ns;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -75,17 +75,8 @@ struct Group {
 
 impl Group {
     fn start(k: &Knobs, bed: &mut Bed, n: usize) -> Result<Group, String> {
-        let ns = format!("{}x", bed.id);
-        bed.add_namespace(&ns);
         let addrs: Vec<Ipv4Addr> = (0..n).map(peer_addr).collect();
-        let mut script = String::from("link set lo up\n");
-        for a in &addrs {
-            writeln!(script, "addr add {a}/32 dev lo").unwrap();
-        }
-        run_ok("ip", &["-n", &ns, "-batch", "-"], Some(&script));
-        let netns_path = Path::new("/run/netns").join(&ns);
-        let netns =
-            File::open(&netns_path).map_err(|e| format!("open {}: {e}", netns_path.display()))?;
+        let (netns, netns_path) = netns::lean(bed, &format!("{}x", bed.id), &addrs)?;
         let dir = bed.dir.join(format!("exchange{n}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let hosts: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -107,19 +98,7 @@ impl Group {
                 .stdout(Stdio::null())
                 .stderr(err)
                 .process_group(0);
-            let fd = netns.as_raw_fd();
-            // SAFETY: setns and prctl are plain syscalls, async-signal-safe;
-            // nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0
-                        || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            netns::spawn_into(&mut cmd, &netns);
             sidecars.push(cmd.spawn().map_err(|e| format!("spawn peergate: {e}"))?);
         }
         let group = Group {
@@ -162,7 +141,7 @@ impl Group {
                 let start = Arc::clone(&start);
                 let delay = late.filter(|(l, _)| *l == pod).map(|(_, d)| d);
                 std::thread::spawn(move || {
-                    let joined = join_namespace(&path);
+                    let joined = netns::join(&path);
                     start.wait();
                     joined?;
                     if let Some(d) = delay {
@@ -211,15 +190,6 @@ impl Group {
         drop(self.netns);
         notes
     }
-}
-
-fn join_namespace(path: &Path) -> Result<(), String> {
-    let f = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    // SAFETY: setns(2) of this thread alone into the bench's namespace.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// An answer and when it came.
@@ -359,7 +329,6 @@ fn value(rep: usize, i: usize) -> String {
 
 /// One `peergate get` of a value already published, spawn to exit (ms).
 fn client_rep(k: &Knobs, g: &Group) -> Result<f64, String> {
-    let fd = g.netns.as_raw_fd();
     let mut cmd = Command::new(&k.peergate);
     cmd.args([
         "get",
@@ -373,15 +342,7 @@ fn client_rep(k: &Knobs, g: &Group) -> Result<f64, String> {
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    // SAFETY: setns between fork and exec, as for the sidecars.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    netns::spawn_into(&mut cmd, &g.netns);
     let t = now_ns();
     let out = cmd
         .output()

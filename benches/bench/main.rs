@@ -101,6 +101,7 @@ mod barrier_scale;
 mod exchange;
 mod fleet;
 mod latency;
+mod netns;
 mod plot;
 mod report;
 mod rounds;

@@ -67,14 +67,14 @@
 use crate::Knobs;
 use crate::barrier_scale::cpu_ticks;
 use crate::latency::parse_rfc3339_ns;
+use crate::netns;
 use crate::scale::peer_addr;
-use crate::support::bed::{Bed, BedConfig, run_ok};
+use crate::support::bed::{Bed, BedConfig};
 use crate::wrap::now_ns;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -315,17 +315,8 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
 
 impl Group {
     fn new(k: &Knobs, bed: &mut Bed, n: usize) -> Result<Group, String> {
-        let ns = format!("{}r", bed.id);
-        bed.add_namespace(&ns);
         let addrs: Vec<Ipv4Addr> = (0..n).map(peer_addr).collect();
-        let mut script = String::from("link set lo up\n");
-        for a in &addrs {
-            writeln!(script, "addr add {a}/32 dev lo").unwrap();
-        }
-        run_ok("ip", &["-n", &ns, "-batch", "-"], Some(&script));
-        let netns_path = Path::new("/run/netns").join(&ns);
-        let netns =
-            File::open(&netns_path).map_err(|e| format!("open {}: {e}", netns_path.display()))?;
+        let (netns, netns_path) = netns::lean(bed, &format!("{}r", bed.id), &addrs)?;
         let dir = bed.dir.join(format!("rounds{n}"));
         std::fs::create_dir_all(dir.join("stamps"))
             .map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -406,19 +397,7 @@ impl Group {
             .stdout(Stdio::null())
             .stderr(err)
             .process_group(0);
-        let fd = self.netns.as_raw_fd();
-        // SAFETY: setns and prctl are plain syscalls, async-signal-safe;
-        // nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0
-                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        netns::spawn_into(&mut cmd, &self.netns);
         let start = now_ns();
         let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", argv[0]))?;
         Ok((child, start))
@@ -545,11 +524,7 @@ impl Group {
         let path = self.netns_path.clone();
         let n = self.n;
         let fetch = move || -> Vec<Option<String>> {
-            let Ok(f) = File::open(&path) else {
-                return vec![None; n];
-            };
-            // SAFETY: setns(2) of this thread alone into our namespace.
-            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            if netns::join(&path).is_err() {
                 return vec![None; n];
             }
             (0..n)

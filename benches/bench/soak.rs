@@ -31,10 +31,8 @@ use crate::Knobs;
 use crate::rounds::{loadavg, tree_line};
 use crate::support::bed::{Bed, BedConfig, PodCommand, ProcId};
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -125,13 +123,7 @@ fn churn_threads(
     stop: Arc<AtomicBool>,
     scrapes: Arc<AtomicU64>,
 ) -> Vec<std::thread::JoinHandle<()>> {
-    let join = move |path: &std::path::Path| -> bool {
-        let Ok(f) = File::open(path) else {
-            return false;
-        };
-        // SAFETY: setns(2) of this thread alone into the stranger's namespace.
-        unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) == 0 }
-    };
+    let join = |path: &std::path::Path| crate::netns::join(path).is_ok();
     let (p1, t1, s1) = (ns_path.clone(), Arc::clone(&targets), Arc::clone(&stop));
     let stranger = std::thread::spawn(move || {
         if !join(&p1) {
