@@ -13,7 +13,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::debug;
@@ -88,18 +87,8 @@ pub async fn wait(port: u16, deadline: Option<Instant>) -> Result<GateOutcome, A
 /// One request: connect, ask, read the whole answer.
 async fn ask(addr: SocketAddr) -> io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /await HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut answer = Vec::new();
-    (&mut stream)
-        .take(MAX_ANSWER)
-        .read_to_end(&mut answer)
-        .await?;
-    if answer.is_empty() {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(answer)
+    let request = b"GET /await HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    http::round_trip(&mut stream, request, MAX_ANSWER).await
 }
 
 /// The sidecar's answer as a hand-off.

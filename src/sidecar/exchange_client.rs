@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{debug, warn};
@@ -172,19 +171,15 @@ pub async fn send(port: u16, ask: &Ask) -> Result<Answer, ClientError> {
 }
 
 async fn exchange(mut stream: TcpStream, ask: &Ask) -> io::Result<Vec<u8>> {
-    stream.write_all(&ask.encode()).await?;
-    let mut answer = Vec::new();
-    (&mut stream)
-        .take(MAX_ANSWER)
-        .read_to_end(&mut answer)
-        .await?;
-    if answer.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the sidecar closed the connection without answering",
-        ));
-    }
-    Ok(answer)
+    http::round_trip(&mut stream, &ask.encode(), MAX_ANSWER)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the sidecar closed the connection without answering",
+            ),
+            _ => e,
+        })
 }
 
 /// The sidecar's answer, checked against its HTTP status.

@@ -220,6 +220,23 @@ pub async fn respond<S: AsyncWrite + Unpin>(
     stream.shutdown().await
 }
 
+/// A client's side of one request on `stream`: writes `request`, reads
+/// the whole answer (at most `max` bytes) until the server closes. An
+/// answer of nothing is an unexpected end of file.
+pub async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &[u8],
+    max: u64,
+) -> io::Result<Vec<u8>> {
+    stream.write_all(request).await?;
+    let mut answer = Vec::new();
+    stream.take(max).read_to_end(&mut answer).await?;
+    if answer.is_empty() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(answer)
+}
+
 /// Splits a response into its status and body (for `peergate await`, which
 /// reads what this module writes).
 pub fn parse_response(bytes: &[u8]) -> Option<(u16, &[u8])> {
