@@ -297,8 +297,8 @@ pub enum Exchange<'a> {
 /// `peergate barrier|put|get --dry-run`: the arguments checked against
 /// the limits as a run checks them, and what it would do.
 pub fn run_exchange(what: &Exchange<'_>, port: u16, round: Option<u32>, format: LogFormat) -> Exit {
-    use crate::rendezvous::board;
     use crate::sidecar::exchange_client::GetFormat;
+    use crate::sidecar::exchange_commands::{checked, checked_value};
     let (command, name) = match what {
         Exchange::Barrier { name, .. } => ("barrier", *name),
         Exchange::Put { key, .. } => ("put", *key),
@@ -309,15 +309,13 @@ pub fn run_exchange(what: &Exchange<'_>, port: u16, round: Option<u32>, format: 
     } else {
         "key"
     };
-    if let Err(why) = board::check_key(name) {
-        tracing::error!("invalid {what_name} `{}`: {why}", one_line(name));
-        return Exit::Usage;
+    if let Err(exit) = checked(what_name, name) {
+        return exit;
     }
     if let Exchange::Put { value: Some(v), .. } = what
-        && let Err(why) = board::check_value(v)
+        && let Err(exit) = checked_value(name, v)
     {
-        tracing::error!("cannot put `{name}`: {why}");
-        return Exit::Usage;
+        return exit;
     }
     let entry = ExchangeEntry {
         command,

@@ -59,19 +59,16 @@ impl Ask {
     /// `GET /v1/values/KEY?index=I` or `?all`, waiting up to `wait`
     /// (`None`: forever).
     pub fn get(key: &str, index: Option<u32>, wait: Option<Duration>, round: Option<u32>) -> Ask {
-        let mut target = match index {
-            Some(i) => format!("/v1/values/{key}?index={i}"),
-            None => format!("/v1/values/{key}?all"),
+        let wait = wait.unwrap_or(super::exchange::MAX_WAIT);
+        let target = match index {
+            Some(i) => format!("/v1/values/{key}?index={i}&wait={}", wait.as_millis()),
+            None => format!("/v1/values/{key}?all&wait={}", wait.as_millis()),
         };
-        target.push_str(&format!(
-            "&wait={}",
-            wait.unwrap_or(super::exchange::MAX_WAIT).as_millis()
-        ));
         Ask {
             method: "GET",
             target: with_round(target, round),
             body: Vec::new(),
-            wait: Some(wait.unwrap_or(super::exchange::MAX_WAIT)),
+            wait: Some(wait),
         }
     }
 

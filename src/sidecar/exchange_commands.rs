@@ -19,10 +19,18 @@ pub enum Value {
     Stdin,
 }
 
-/// A key or barrier name the limits accept, or the usage error.
-fn checked(what: &str, key: &str) -> Result<(), Exit> {
+/// A key or barrier name the limits accept, or the usage error (logged).
+pub fn checked(what: &str, key: &str) -> Result<(), Exit> {
     board::check_key(key).map_err(|why| {
         error!("invalid {what} `{}`: {why}", crate::cli::one_line(key));
+        Exit::Usage
+    })
+}
+
+/// A value `put` may publish under `key`, or the usage error (logged).
+pub fn checked_value(key: &str, value: &str) -> Result<(), Exit> {
+    board::check_value(value).map_err(|why| {
+        error!("cannot put `{key}`: {why}");
         Exit::Usage
     })
 }
@@ -54,9 +62,8 @@ pub async fn put(port: u16, round: Option<u32>, key: &str, value: Value) -> Exit
             Err(exit) => return exit,
         },
     };
-    if let Err(why) = board::check_value(&value) {
-        error!("cannot put `{key}`: {why}");
-        return Exit::Usage;
+    if let Err(exit) = checked_value(key, &value) {
+        return exit;
     }
     let ask = Ask::put(key, &value, round);
     with_signals(async {
