@@ -87,6 +87,13 @@ pub fn ready_with(test: &str, extra: &[&str]) -> bool {
         wait_for_neighbour_room(test);
         return true;
     };
+    skip(test, &why);
+    false
+}
+
+/// Skips `test` for `why` with a printed reason, or fails it under CI,
+/// where nothing may be skipped.
+pub fn skip(test: &str, why: &str) {
     if super::ci::under_ci() {
         panic!("{test}: e2e prerequisites missing under CI: {why}");
     }
@@ -94,7 +101,6 @@ pub fn ready_with(test: &str, extra: &[&str]) -> bool {
     // skip must be visible.
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-    false
 }
 
 /// The kernel's neighbour tables are shared by every namespace; while another
