@@ -410,13 +410,7 @@ pub fn run_all(k: &Knobs, binary: &str) {
     );
     let results: Vec<SizeResult> = k.exchange.iter().map(|&n| run_size(k, n)).collect();
     let md = markdown(k, binary, &tree, &load_start, started.elapsed(), &results);
-    println!("{md}");
-    if let Some(path) = &k.exchange_out {
-        match std::fs::write(path, &md) {
-            Ok(()) => eprintln!("bench: wrote {}", path.display()),
-            Err(e) => eprintln!("bench: cannot write {}: {e}", path.display()),
-        }
-    }
+    crate::rounds::print_section(&md, k.exchange_out.as_deref());
 }
 
 fn stats(v: &[f64]) -> Option<(f64, f64)> {

@@ -1092,17 +1092,23 @@ pub fn run_all(k: &Knobs, binary: &str) {
         results.push(r);
     }
     let md = markdown(k, binary, &tree, &load_start, started.elapsed(), &results);
+    print_section(&md, k.rounds_out.as_deref());
+}
+
+// ---------------------------------------------------------------------------
+// The report.
+
+/// Prints a generated section, and writes it to `out` when given (the
+/// rounds', the workload API's and the soak's `PEERGATE_BENCH_*_OUT`).
+pub(crate) fn print_section(md: &str, out: Option<&Path>) {
     println!("{md}");
-    if let Some(path) = &k.rounds_out {
-        match std::fs::write(path, &md) {
+    if let Some(path) = out {
+        match std::fs::write(path, md) {
             Ok(()) => eprintln!("bench: wrote {}", path.display()),
             Err(e) => eprintln!("bench: cannot write {}: {e}", path.display()),
         }
     }
 }
-
-// ---------------------------------------------------------------------------
-// The report.
 
 pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

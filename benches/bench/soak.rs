@@ -317,13 +317,7 @@ pub fn run(k: &Knobs, binary: &str) {
         &idle,
         &notes,
     );
-    println!("{md}");
-    if let Some(path) = &k.soak_out {
-        match std::fs::write(path, &md) {
-            Ok(()) => eprintln!("bench: wrote {}", path.display()),
-            Err(e) => eprintln!("bench: cannot write {}: {e}", path.display()),
-        }
-    }
+    crate::rounds::print_section(&md, k.soak_out.as_deref());
 }
 
 #[allow(clippy::too_many_arguments)]
